@@ -91,12 +91,14 @@ def make_candidate(
 
     The image is attached when the backend reads images (`wants_image`) or when the item
     has no text (then a text backend raises the `CandidateError` that names `index`). A
-    `PdfPage` is rendered only when it is attached.
+    `PdfPage` is rendered only for a backend that reads images.
     """
-    if image is not None and (wants_image or text is None):
-        image = render_pdf_page(index, image) if isinstance(image, PdfPage) else image
-    else:
+    if image is None or not (wants_image or text is None):
         image = None
+    elif wants_image and isinstance(image, PdfPage):
+        image = render_pdf_page(index, image)
+    # else: an image-only item for a text backend keeps its image unread, so the backend's
+    # check raises the CandidateError that names this index.
     return Candidate(
         text=text,
         id=id,
