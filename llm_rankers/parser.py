@@ -53,7 +53,8 @@ class ParsedPermutation:
         missing: 0-based ids the answer left out, appended in their previous order.
         think_removed: a `<think>` block was removed before parsing.
         strategy: how ids were read: `chain` (`a > b > c`), `brackets` (`[a] ... [b]`), `tokens`
-            (any number / standalone label in the text), or `none`.
+            (any number / standalone label in the text), `logprobs` (first-token
+            log-probabilities, `order_from_logprobs`), or `none`.
     """
 
     order: list[int]
@@ -75,7 +76,7 @@ class ParsedPermutation:
         """True when anything had to be fixed: duplicates, unknown labels, missing ids, or an
         answer that was not a clean `a > b > ...` chain."""
         return bool(self.duplicates or self.out_of_range or self.missing) or (
-            self.n > 1 and self.strategy != "chain"
+            self.n > 1 and self.strategy not in ("chain", "logprobs")
         )
 
     def repairs(self) -> dict[str, int]:
@@ -137,6 +138,48 @@ def parse_permutation(text: object, n: int, labels: Labels = "numeric") -> Parse
         missing=missing,
         think_removed=think_removed,
         strategy=strategy if tokens else "none",
+    )
+
+
+def order_from_logprobs(alternatives: object, n: int, labels: Labels = "alpha") -> ParsedPermutation:
+    """Order a window by the log-probabilities of its labels as the FIRST generated token.
+
+    `alternatives` are `(token, logprob)` pairs or objects with `.token` / `.logprob` (the
+    server's top log-probabilities). A token counts for a label when, stripped of spaces and
+    brackets, it is that label; the best log-probability per label wins. Labels absent from the
+    alternatives keep their previous order after those present. Never raises.
+
+    Example:
+        >>> order_from_logprobs([("B", -0.2), (" A", -1.5), ("The", -2.0), ("B", -3.0)], 3).order
+        [1, 0, 2]
+    """
+    try:
+        n = max(int(n), 0)
+    except (TypeError, ValueError, OverflowError):
+        n = 0
+    best: dict[int, float] = {}
+    try:
+        items = list(alternatives or [])
+    except TypeError:
+        items = []
+    for item in items:
+        token, logprob = (item if isinstance(item, tuple) else (getattr(item, "token", None), getattr(item, "logprob", None)))
+        if not isinstance(token, str) or not isinstance(logprob, (int, float)) or logprob != logprob:
+            continue
+        word = unicodedata.normalize("NFKC", token).strip().strip("[]").strip()
+        index = _to_index(word, labels) if word else None
+        if index is None or index >= n:  # other letters are ordinary alternatives, not errors
+            continue
+        if index not in best or logprob > best[index]:
+            best[index] = float(logprob)
+    found = sorted(best, key=lambda i: (-best[i], i))
+    missing = [i for i in range(n) if i not in best]
+    return ParsedPermutation(
+        order=found + missing,
+        n=n,
+        found=found,
+        missing=missing,
+        strategy="logprobs" if found else "none",
     )
 
 
@@ -206,4 +249,4 @@ def _as_written(token: str, labels: Labels) -> str | int:
         return token
 
 
-__all__ = ["ALPHA_LABELS", "ParsedPermutation", "label_for", "parse_permutation"]
+__all__ = ["ALPHA_LABELS", "ParsedPermutation", "label_for", "order_from_logprobs", "parse_permutation"]
