@@ -26,6 +26,7 @@ from rankbridge.rerankers.errors import RankbridgeError
 COMMANDS: dict[str, str] = {
     "rankbridge.integrations.cli_first_stage": "index, search, eval",
     "rankbridge.integrations.cli_demo": "demo",
+    "rankbridge.integrations.cli_train": "train",
 }
 
 

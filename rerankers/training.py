@@ -44,12 +44,13 @@ class FirstStage(Protocol):
 
 
 def document_text(doc: Document) -> str:
-    """The passage a reranker sees for a BEIR document: title and text on one line."""
+    """The passage a reranker sees for a BEIR document: the title, a newline, the text — the
+    same text the Qdrant first stage stores, so training matches what the reranker sees."""
     if isinstance(doc, str):
         return doc
     title = (doc.get("title") or "").strip()
     text = (doc.get("text") or "").strip()
-    return f"{title}. {text}" if title and text else title or text
+    return f"{title}\n{text}" if title and text else title or text
 
 
 class BM25Corpus:
