@@ -6,8 +6,8 @@ into the caller's list, never a lookup by text, so duplicates stay distinct.
 Images: an item that carries a page image becomes `Candidate(image=...)`, with the image
 passed as given (a path, bytes, a base64 string or data URL, an http(s) URL, a PIL image);
 the page backends decode it. An item that names a PDF page (a ``.pdf`` path plus a page
-number) becomes a candidate whose image is that page, rendered only when the backend
-reads images.
+number) becomes, for a backend that reads images, a lazy page image from
+`rankbridge.rerankers.pages.pdf_pages` (rendered when the backend reads its pixels).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def make_candidate(
     text: str | None,
     image: Any,
     wants_image: bool,
+    pdfs: PdfPageSource | None = None,
     id: Any = None,
     score: float | None = None,
     metadata: Mapping[str, Any] | None = None,
@@ -91,12 +92,13 @@ def make_candidate(
 
     The image is attached when the backend reads images (`wants_image`) or when the item
     has no text (then a text backend raises the `CandidateError` that names `index`). A
-    `PdfPage` is rendered only for a backend that reads images.
+    `PdfPage` becomes a lazy page image (rendered when the backend reads its pixels) only
+    for a backend that reads images.
     """
     if image is None or not (wants_image or text is None):
         image = None
     elif wants_image and isinstance(image, PdfPage):
-        image = render_pdf_page(index, image)
+        image = (pdfs or PdfPageSource()).page_image(index, image)
     # else: an image-only item for a text backend keeps its image unread, so the backend's
     # check raises the CandidateError that names this index.
     return Candidate(
@@ -108,26 +110,30 @@ def make_candidate(
     )
 
 
-def render_pdf_page(index: int, page: PdfPage, dpi: int = 150) -> Any:
-    """Render one PDF page to a PIL image with pypdfium2 (the `vlm` extra)."""
-    from rankbridge.rerankers.errors import require
+class PdfPageSource:
+    """Opens each PDF once per conversion and hands out lazy page images
+    (`rankbridge.rerankers.pages.pdf_pages`: rendered on first read, a bounded number kept)."""
 
-    pdfium = require("pypdfium2", extra="vlm")
-    if not Path(page.path).is_file():
-        raise CandidateError(f"candidate {index} names PDF page {page.page} of {page.path}, which does not exist", index=index)
-    try:
-        pdf = pdfium.PdfDocument(page.path)
-    except Exception as exc:  # pypdfium2 raises its own PdfiumError for unreadable files
-        raise CandidateError(f"candidate {index}: cannot open PDF {page.path}: {exc}", index=index) from None
-    try:
-        if page.page >= len(pdf):
+    def __init__(self, dpi: float = 150):
+        self.dpi = dpi
+        self._open: dict[str, list[Candidate]] = {}
+
+    def page_image(self, index: int, page: PdfPage) -> Any:
+        pages = self._open.get(page.path)
+        if pages is None:
+            from rankbridge.rerankers.pages import pdf_pages
+
+            try:
+                pages = list(pdf_pages(page.path, dpi=self.dpi))
+            except (OSError, ValueError) as exc:
+                raise CandidateError(f"candidate {index} names a page of {page.path}: {exc}", index=index) from None
+            self._open[page.path] = pages
+        if page.page >= len(pages):
             raise CandidateError(
-                f"candidate {index} names page {page.page} (0-based) of {page.path}, which has {len(pdf)} pages",
+                f"candidate {index} names page {page.page} (0-based) of {page.path}, which has {len(pages)} pages",
                 index=index,
             )
-        return pdf[page.page].render(scale=dpi / 72).to_pil()
-    finally:
-        pdf.close()
+        return pages[page.page].image
 
 
 def _finite_or_none(score: Any) -> float | None:

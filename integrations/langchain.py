@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
 from rankbridge.rerankers.base import Reranker  # noqa: E402
 from rankbridge.rerankers.types import Candidate, RankedResults  # noqa: E402
 
-from ._candidates import image_from_metadata, make_candidate  # noqa: E402
+from ._candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
 from ._lazy_reranker import LazyReranker  # noqa: E402
 
 RELEVANCE_SCORE_KEY = "relevance_score"
@@ -152,6 +152,7 @@ def documents_to_candidates(
     if isinstance(documents, (str, Document)):
         raise TypeError("documents must be a sequence of Documents, not a single item")
     candidates = []
+    pdfs = PdfPageSource()
     for i, doc in enumerate(documents):
         if not isinstance(doc, Document):
             raise TypeError(f"document {i} is a {type(doc).__name__}; expected a langchain_core Document")
@@ -163,6 +164,7 @@ def documents_to_candidates(
                 text=text,
                 image=image,
                 wants_image=wants_image,
+                pdfs=pdfs,
                 id=doc.id,
                 score=first_stage_score(doc.metadata, first_stage_score_key),
                 metadata=doc.metadata,

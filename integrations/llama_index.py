@@ -26,7 +26,7 @@ from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, NodeWithS
 from rankbridge.rerankers.base import Reranker  # noqa: E402
 from rankbridge.rerankers.types import Candidate, RankedResults  # noqa: E402
 
-from ._candidates import image_from_metadata, make_candidate  # noqa: E402
+from ._candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
 from ._lazy_reranker import LazyReranker  # noqa: E402
 
 dispatcher = get_dispatcher(__name__)
@@ -233,6 +233,7 @@ def nodes_to_candidates(
     """One `Candidate` per node, in order: text by `metadata_mode`, the node id, the
     retrieval score as the first-stage score, and the page image (see `node_image`)."""
     candidates = []
+    pdfs = PdfPageSource()
     for i, item in enumerate(nodes):
         image = node_image(item.node)
         candidates.append(
@@ -241,6 +242,7 @@ def nodes_to_candidates(
                 text=node_text(item.node, metadata_mode, has_image=image is not None),
                 image=image,
                 wants_image=wants_image,
+                pdfs=pdfs,
                 id=item.node.node_id,
                 score=item.score,
                 metadata=item.node.metadata,

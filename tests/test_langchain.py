@@ -179,8 +179,12 @@ def test_pdf_page_documents_render_their_page_for_image_backends(tmp_path):
         Document(page_content="", metadata={"source": str(pdf), "page": 1}),
         Document(page_content="", metadata={"file_path": str(pdf), "page_number": 1}),  # 1-based
     ]
+    from rankbridge.rerankers.pages import PdfPageImage, load_image
+
     pages = documents_to_candidates(docs, wants_image=True)
-    sizes = [c.image.size for c in pages]
+    assert all(isinstance(c.image, PdfPageImage) for c in pages)  # lazy: rendered when read
+    assert [(c.image.source, c.image.page_number) for c in pages] == [(str(pdf), 1), (str(pdf), 2), (str(pdf), 1)]
+    sizes = [load_image(c.image).size for c in pages]
     assert sizes[0][0] > sizes[0][1] and sizes[1][1] > sizes[1][0] and sizes[2] == sizes[0]
     # A text backend reads the text and never renders; the page-only documents are named.
     text_only = documents_to_candidates(docs[:1], wants_image=False)
