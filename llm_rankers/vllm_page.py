@@ -1,0 +1,238 @@
+"""`vllm-page`: the `vlm-page` yes/no scoring, served: a vision-language model behind an
+OpenAI-compatible chat API (`vllm serve Qwen/Qwen2-VL-2B-Instruct ...`).
+
+Each page goes as an `image_url` content part (a base64 data URL, resized client-side within
+`min_pixels`/`max_pixels`) followed by the prompt; the request asks for one token with
+`logprobs`/`top_logprobs`, and the score is log P(yes) - log P(no) from the first token's
+alternatives. Relevance = sigmoid(score) = P(yes) / (P(yes) + P(no)), as in `vlm-page`.
+
+When an answer word is not among the returned alternatives, its log-probability is taken to be
+the lowest one returned (an upper bound, so the score errs toward the middle); when neither is,
+the page scores 0 (relevance 0.5). Both cases are counted in `stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from rankbridge.rerankers.base import Reranker, Scores
+from rankbridge.rerankers.calibration import sigmoid
+from rankbridge.rerankers.config import RerankerConfig
+from rankbridge.rerankers.errors import BackendError
+from rankbridge.rerankers.pages import candidate_image, fit_pixels, image_to_data_url
+from rankbridge.rerankers.types import Candidate
+from rankbridge.rerankers.vlm_page import MONOQWEN_PROMPT
+
+from .clients import BackgroundLoop, ChatClient, OpenAIChatClient, TokenLogprob
+
+logger = logging.getLogger(__name__)
+
+
+class VLLMPageConfig(RerankerConfig):
+    backend: Literal["vllm-page"] = "vllm-page"
+    model: str = Field(description="The served model name, as the server's `/v1/models` lists it.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL of the server.")
+    api_key: SecretStr | None = Field(None, description="Bearer token for the server, if it needs one (never shown in reprs).")
+    prompt: str = Field(
+        MONOQWEN_PROMPT,
+        description="Text sent after the page image; `{query}` is replaced by the query. Default: MonoQwen2-VL's prompt.",
+    )
+    yes_token: str = Field("True", description="The answer token whose probability is the relevance.")
+    no_token: str = Field("False", description="The answer token it is compared against.")
+    top_logprobs: int = Field(20, ge=2, le=20, description="Alternatives of the first token to ask for (OpenAI allows up to 20).")
+    min_pixels: int | None = Field(28 * 28 * 4, ge=1, description="Pages smaller than this many pixels are scaled up before sending.")
+    max_pixels: int | None = Field(
+        28 * 28 * 768, ge=1, description="Pages larger than this many pixels are scaled down before sending (fewer image tokens, smaller requests)."
+    )
+    image_format: Literal["png", "jpeg"] = Field("png", description="Encoding of the page in the data URL.")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality when `image_format` is jpeg.")
+    timeout: float = Field(120.0, gt=0, description="Seconds for one request attempt.")
+    max_retries: int = Field(3, ge=0, description="Retries on 429/5xx/connection errors/timeouts, with backoff.")
+    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_query(cls, value: str) -> str:
+        if "{query}" not in value:
+            raise ValueError("prompt must contain the placeholder {query}")
+        return value
+
+    @model_validator(mode="after")
+    def _answers_differ(self) -> VLLMPageConfig:
+        if self.yes_token.strip() == self.no_token.strip():
+            raise ValueError("yes_token and no_token must differ")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+        return self
+
+
+@dataclass
+class VLLMPageStats:
+    """Counters since the reranker was made."""
+
+    pages: int = 0
+    yes_missing: int = 0  # the yes token was not among the alternatives (bounded by the lowest)
+    no_missing: int = 0
+    unscored: int = 0  # neither was: score 0
+
+
+def yes_no_score(alternatives: list[TokenLogprob], yes: str, no: str) -> tuple[float, bool, bool]:
+    """log P(yes) - log P(no) from the first token's alternatives; tokens compare after
+    stripping whitespace ("True" and " True" are the same answer; their probabilities add up).
+
+    Returns (score, yes_found, no_found). A missing answer gets the lowest returned logprob.
+
+    Example:
+        >>> from rankbridge.llm_rankers.clients import TokenLogprob
+        >>> round(yes_no_score([TokenLogprob("True", -0.1), TokenLogprob("False", -2.4)], "True", "False")[0], 2)
+        2.3
+    """
+    yes_lp = _logsumexp([t.logprob for t in alternatives if t.token.strip() == yes.strip()])
+    no_lp = _logsumexp([t.logprob for t in alternatives if t.token.strip() == no.strip()])
+    if yes_lp is None and no_lp is None:
+        return 0.0, False, False
+    floor = min(t.logprob for t in alternatives)
+    return (yes_lp if yes_lp is not None else floor) - (no_lp if no_lp is not None else floor), yes_lp is not None, no_lp is not None
+
+
+def _logsumexp(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    top = max(finite)
+    return top + math.log(sum(math.exp(v - top) for v in finite))
+
+
+class VLLMPageReranker(Reranker):
+    """Rerank page images with a VLM served by vLLM (OpenAI-compatible chat API, logprobs).
+
+    Example:
+        >>> from rankbridge.rerankers import Candidate, load_reranker
+        >>> reranker = load_reranker({
+        ...     "backend": "vllm-page",
+        ...     "base_url": "http://127.0.0.1:8000/v1",
+        ...     "model": "monoqwen2-vl",   # vllm serve Qwen/Qwen2-VL-2B-Instruct --enable-lora ...
+        ... })
+        >>> reranker.config.yes_token
+        'True'
+        >>> reranker.rank("revenue in 2023", [Candidate(image="p1.png"), Candidate(image="p2.png")])  # doctest: +SKIP
+    """
+
+    name = "vllm-page"
+    config_class = VLLMPageConfig
+    accepts_text = False
+    accepts_images = True
+
+    def __init__(self, config: Any = None, *, client: ChatClient | None = None, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._loop = BackgroundLoop()
+        self.stats = VLLMPageStats()
+
+    @property
+    def client(self) -> ChatClient:
+        """The chat client, built on first use."""
+        with self._client_lock:
+            if self._client is None:
+                cfg = self.config
+                self._client = OpenAIChatClient(
+                    cfg.base_url,
+                    cfg.model,
+                    api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+                    timeout=cfg.timeout,
+                    max_retries=cfg.max_retries,
+                    max_concurrency=cfg.max_concurrency,
+                )
+            return self._client
+
+    def messages(self, query: str, image_url: str) -> list[dict[str, Any]]:
+        """The chat request for one page: the image part, then the prompt."""
+        return [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                    {"type": "text", "text": self.config.prompt.format(query=query)},
+                ],
+            }
+        ]
+
+    def _image_url(self, index: int, candidate: Candidate) -> str:
+        cfg = self.config
+        image = fit_pixels(candidate_image(index, candidate), cfg.min_pixels, cfg.max_pixels)
+        return image_to_data_url(image, format=cfg.image_format, quality=cfg.jpeg_quality)
+
+    # ------------------------------------------------------------------ scoring
+
+    def _score(self, query: str, candidates: list[Candidate]) -> Scores:
+        return self._loop.run(self._ascore(query, candidates))
+
+    def _score_many(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:
+        async def all_queries() -> list[Scores]:
+            return list(await asyncio.gather(*(self._ascore(q, c) for q, c in zip(queries, candidate_lists))))
+
+        return self._loop.run(all_queries())
+
+    async def _ascore(self, query: str, candidates: list[Candidate]) -> Scores:
+        urls = [self._image_url(i, c) for i, c in enumerate(candidates)]
+        scores = await asyncio.gather(*(self._score_page(query, url) for url in urls))
+        raw = np.asarray(scores, dtype=np.float64)
+        return Scores(scores=raw, relevance=sigmoid(raw))
+
+    async def _score_page(self, query: str, image_url: str) -> float:
+        cfg = self.config
+        result = await self.client.chat(
+            self.messages(query, image_url),
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=cfg.top_logprobs,
+        )
+        alternatives = result.first_token_logprobs
+        if not alternatives:
+            raise BackendError(
+                f"{cfg.base_url} returned no logprobs for the first token (answer {result.text!r}); "
+                "vllm-page needs a server that supports `logprobs` and `top_logprobs`"
+            )
+        score, yes_found, no_found = yes_no_score(alternatives, cfg.yes_token, cfg.no_token)
+        with self._stats_lock:
+            self.stats.pages += 1
+            self.stats.yes_missing += not yes_found
+            self.stats.no_missing += not no_found
+            self.stats.unscored += not (yes_found or no_found)
+        if not (yes_found or no_found):
+            logger.warning(
+                "vllm-page: neither %r nor %r among the first token's alternatives (got %r); the page scores 0",
+                cfg.yes_token, cfg.no_token, [t.token for t in alternatives[:5]],
+            )
+        return score
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if isinstance(self._client, OpenAIChatClient):
+            try:
+                self._loop.run(self._client.aclose())
+            except RuntimeError:
+                pass
+        if self._client is not None:
+            self._client.close()
+        self._loop.stop()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        await asyncio.to_thread(self.close)
+
+
+__all__ = ["VLLMPageConfig", "VLLMPageReranker", "VLLMPageStats", "yes_no_score"]
