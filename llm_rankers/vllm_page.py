@@ -169,6 +169,8 @@ class VLLMPageReranker(Reranker):
 
     def _image_url(self, index: int, candidate: Candidate) -> str:
         cfg = self.config
+        if isinstance(candidate.image, str) and candidate.image.startswith(("http://", "https://")):
+            return candidate.image  # the server fetches it (and resizes it with its own processor)
         image = fit_pixels(candidate_image(index, candidate), cfg.min_pixels, cfg.max_pixels)
         return image_to_data_url(image, format=cfg.image_format, quality=cfg.jpeg_quality)
 

@@ -1,7 +1,8 @@
 """Page images as rerank candidates: decoding any image form, hashing pages, rendering PDFs.
 
-`Candidate.image` may hold a PIL image, a file path, raw bytes, a base64 string or a
-``data:image/...;base64,`` URL; `load_image` turns any of these into a `PIL.Image.Image`.
+`Candidate.image` may hold a PIL image, a file path, raw bytes, a base64 string, a
+``data:image/...;base64,`` URL or an http(s) URL; `load_image` turns any of these into a
+`PIL.Image.Image`.
 `pdf_pages` renders a PDF's pages with pypdfium2 (no system binary), lazily: a page is rendered
 when a backend first asks for its pixels, and at most `max_rendered` rendered pages per document
 are held in memory.
@@ -173,7 +174,8 @@ def load_image(image: Any) -> PILImage.Image:
     """Decode any supported image form into an RGB `PIL.Image.Image`.
 
     Accepts a PIL image, a path (str or `os.PathLike`), raw bytes, a base64 string, a
-    ``data:image/...;base64,`` URL, or a lazy page from `pdf_pages`.
+    ``data:image/...;base64,`` URL, an http(s) URL (fetched with httpx, `IMAGE_FETCH_TIMEOUT`
+    seconds), or a lazy page from `pdf_pages`.
 
     Raises:
         ValueError: the value is none of these, or its bytes are not a readable image; the
@@ -197,6 +199,8 @@ def load_image(image: Any) -> PILImage.Image:
         return _open_path(Path(image))
     if isinstance(image, str):
         text = image.strip()
+        if text.startswith(("http://", "https://")):
+            return _decode_bytes(_fetch(text), f"image at {text[:80]}")
         if text.startswith("data:"):
             header, sep, payload = text.partition(",")
             if not sep or ";base64" not in header:
@@ -294,6 +298,19 @@ def fit_pixels(image: PILImage.Image, min_pixels: int | None, max_pixels: int | 
 
 
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n\r-_")
+
+
+IMAGE_FETCH_TIMEOUT = 30.0
+
+
+def _fetch(url: str) -> bytes:
+    httpx = require("httpx", extra="vllm")
+    try:
+        response = httpx.get(url, timeout=IMAGE_FETCH_TIMEOUT, follow_redirects=True)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ValueError(f"cannot fetch image {url[:120]}: {type(exc).__name__}: {exc}") from None
+    return response.content
 
 
 def _is_file(text: str) -> bool:

@@ -119,6 +119,30 @@ def test_every_image_form_decodes_to_the_same_pixels(tmp_path):
     assert len({image_hash(form) for form in forms.values()}) == 1
 
 
+def test_http_image_urls_are_fetched(tmp_path):
+    """A real stdlib HTTP server on 127.0.0.1 serving a folder."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("httpx")
+    Image.new("RGB", (7, 3), (9, 8, 7)).save(tmp_path / "page.png")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        image = load_image(f"{base}/page.png")
+        assert image.size == (7, 3) and image.getpixel((0, 0)) == (9, 8, 7)
+        with pytest.raises(ValueError, match="cannot fetch image .*404"):
+            load_image(f"{base}/missing.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_data_url_helper_round_trips():
     img = Image.new("RGB", (5, 4), (1, 2, 3))
     url = image_to_data_url(img)

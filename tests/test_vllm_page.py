@@ -52,6 +52,17 @@ class PageJudgeTestDouble:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
+            def do_GET(self):  # /page/<level>.png: a gray page the double can fetch from itself
+                level = int(self.path.rsplit("/", 1)[-1].split(".")[0])
+                buffer = io.BytesIO()
+                gray_page(level).save(buffer, format="PNG")
+                data = buffer.getvalue()
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 double.requests.append(body)
@@ -94,10 +105,17 @@ class PageJudgeTestDouble:
             return f"content parts must be image_url then text, got {image_part.get('type')}, {text_part.get('type')}"
         url = image_part["image_url"]["url"]
         header, _, payload = url.partition(",")
-        if not header.startswith("data:image/") or not header.endswith(";base64"):
-            return f"image_url must be a base64 data URL, got {header[:40]!r}"
+        if url.startswith("http://127.0.0.1"):  # a URL the server fetches itself, as vLLM does
+            import urllib.request
+
+            with urllib.request.urlopen(url, timeout=5) as response:
+                raw = response.read()
+        elif header.startswith("data:image/") and header.endswith(";base64"):
+            raw = base64.b64decode(payload)
+        else:
+            return f"image_url must be a base64 data URL or a loopback http URL, got {header[:40]!r}"
         try:
-            image = Image.open(io.BytesIO(base64.b64decode(payload)))
+            image = Image.open(io.BytesIO(raw))
             image.load()
         except Exception as exc:  # noqa: BLE001 - report any decode failure to the client
             return f"image does not decode: {exc}"
@@ -166,6 +184,17 @@ def test_pages_are_resized_within_max_pixels_before_sending():
     assert big.size[0] * big.size[1] <= 100 * 100 and big.size == (141, 70)
     assert small.size[0] * small.size[1] >= 28 * 28 * 4  # min_pixels default scales tiny pages up
     assert server.requests[0]["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+
+
+def test_http_image_urls_are_passed_to_the_server():
+    with PageJudgeTestDouble() as server:
+        origin = server.base_url.removesuffix("/v1")
+        result = reranker_for(server).rank("q", [Candidate(image=f"{origin}/page/20.png"), Candidate(image=f"{origin}/page/240.png")])
+    assert not server.errors
+    assert server.requests[0]["messages"][0]["content"][0]["image_url"]["url"].startswith(origin)
+    assert result.indices == [1, 0]
+    p = p_true(gray_page(240))
+    assert result[0].relevance == pytest.approx(p, abs=1e-6)
 
 
 async def test_arank_and_rank_many_share_the_client():
