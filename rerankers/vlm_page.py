@@ -237,7 +237,8 @@ class VLMPageReranker(Reranker):
     def pair_lengths(self, texts: list[str], images: list[Any]) -> list[int]:
         """Sequence length (text + image tokens) of each (prompt, image) pair, without
         running the image processor."""
-        text_lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        # Tokenized as the processor tokenizes (special tokens included, e.g. a BOS).
+        text_lengths = [len(self.tokenizer(t)["input_ids"]) for t in texts]
         image_sizes = [(img.size[1], img.size[0]) for img in images]
         counter = getattr(self.processor, "_get_num_multimodal_tokens", None)
         image_token = getattr(self.processor, "image_token", None)
@@ -298,9 +299,13 @@ class VLMPageReranker(Reranker):
             enc["pixel_values"] = enc["pixel_values"].to(self.model.dtype)
         if "mm_token_type_ids" in enc and not _accepts(self.model, "mm_token_type_ids"):
             enc.pop("mm_token_type_ids")
-        outputs = self.model.model(**enc, use_cache=False)
-        hidden = outputs.last_hidden_state
         last = enc["attention_mask"].sum(dim=1) - 1
+        backbone = getattr(self.model, "model", None)
+        if backbone is None:  # no separate backbone: the full forward, then the two answer columns
+            logits = self.model(**enc, use_cache=False).logits
+            picked = logits[torch.arange(logits.shape[0], device=logits.device), last]
+            return picked[:, [self.no_id, self.yes_id]].float().cpu().numpy().astype(np.float64)
+        hidden = backbone(**enc, use_cache=False).last_hidden_state
         rows = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         answer = rows.to(self._answer_weight.dtype) @ self._answer_weight.T
         if self._answer_bias is not None:
@@ -419,7 +424,8 @@ def _set_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int | 
 def _accepts(model: Any, argument: str) -> bool:
     import inspect
 
-    return argument in inspect.signature(model.model.forward).parameters
+    backbone = getattr(model, "model", model)
+    return argument in inspect.signature(backbone.forward).parameters
 
 
 def _first_line(exc: BaseException) -> str:
