@@ -41,6 +41,12 @@ class OCRPageConfig(RerankerConfig):
         False, description="Run RapidOCR's 180-degree text-direction classifier (slower; for upside-down scans)."
     )
     text_score: float = Field(0.5, ge=0.0, le=1.0, description="Drop OCR lines recognized with lower confidence.")
+    restore_spaces: bool = Field(
+        True,
+        description="Put back spaces the OCR recognizer dropped between English words (\"theriskof\" -> "
+        "\"the risk of\"; wordninja's unigram model, common words only). Applied when text is read, so "
+        "the cache holds the raw OCR text.",
+    )
     ocr_threads: int | None = Field(
         None, ge=1, description="ONNX Runtime threads for OCR; default: ONNX Runtime's choice."
     )
@@ -108,6 +114,7 @@ class OCRPageReranker(Reranker):
             text_score=cfg.text_score,
             threads=cfg.ocr_threads,
             progress=cfg.progress,
+            repair_spaces=cfg.restore_spaces,
         )
 
     def ocr_texts(self, candidates: list[Candidate]) -> list[str]:

@@ -170,3 +170,16 @@ def test_restore_spaces_splits_merged_words_only():
 def test_ocr_cache_key_changes_with_settings(tmp_path):
     assert PageOCR(tmp_path, text_score=0.5).signature != PageOCR(tmp_path, text_score=0.7).signature
     assert PageOCR(tmp_path, threads=1).signature == PageOCR(tmp_path, threads=2).signature
+
+
+def test_cache_holds_raw_text_and_spaces_are_restored_on_read(tmp_path):
+    page = Image.new("RGB", (40, 20), "white")
+    writer = PageOCR(tmp_path)
+    key = image_hash(page)
+    path = tmp_path / writer.signature / key[:2] / f"{key}.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("Aspirinlowerstheriskofheart attacks")
+    assert PageOCR(tmp_path, repair_spaces=True).read([page]) == ["Aspirin lowers the risk of heart attacks"]
+    raw = PageOCR(tmp_path, repair_spaces=False)
+    assert raw.read([page]) == ["Aspirinlowerstheriskofheart attacks"]
+    assert raw.stats.misses == 0 and raw.stats.disk_hits == 1
