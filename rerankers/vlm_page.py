@@ -198,6 +198,7 @@ class VLMPageReranker(Reranker):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._pixel_limits_in_processor = _set_pixel_limits(self.processor, cfg.min_pixels, cfg.max_pixels)
+        self._prompt_text("probe")  # fails now, not at the first query, if there is no chat template
         self.yes_id = self._single_token(cfg.yes_token, "yes_token")
         self.no_id = self._single_token(cfg.no_token, "no_token")
         head = self.model.get_output_embeddings()
@@ -238,7 +239,11 @@ class VLMPageReranker(Reranker):
         """Sequence length (text + image tokens) of each (prompt, image) pair, without
         running the image processor."""
         # Tokenized as the processor tokenizes (special tokens included, e.g. a BOS).
-        text_lengths = [len(self.tokenizer(t)["input_ids"]) for t in texts]
+        known: dict[str, int] = {}
+        for t in texts:
+            if t not in known:
+                known[t] = len(self.tokenizer(t)["input_ids"])
+        text_lengths = [known[t] for t in texts]
         image_sizes = [(img.size[1], img.size[0]) for img in images]
         counter = getattr(self.processor, "_get_num_multimodal_tokens", None)
         image_token = getattr(self.processor, "image_token", None)
