@@ -35,7 +35,7 @@ from rankbridge.rerankers.types import Candidate
 from .clients import BackgroundLoop, ChatClient, ChatResult, InProcessVLLMClient, OpenAIChatClient
 from .parser import ParsedPermutation, order_from_logprobs, parse_permutation
 from .prompts import PromptTemplate
-from .scheduler import estimate_calls, plan_waves, slide
+from .scheduler import estimate_calls, plan_windows, slide
 from .tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ class ListwiseConfig(RerankerConfig):
     step: int = Field(10, ge=1, description="How far the window moves toward the front each call (<= window_size).")
     num_passes: int = Field(1, ge=1, description="How many back-to-front sweeps.")
     concurrent_windows: bool = Field(
-        False,
-        description="Run non-overlapping windows at once in waves. Faster, but a different algorithm: "
-        "items move less far per pass (measured in benchmarks/listwise_cost.py); identical when step >= window_size.",
+        True,
+        description="Start each window as soon as the earlier windows overlapping it are done (the result "
+        "is exactly the sequential one): windows run at once when step == window_size, and passes overlap.",
     )
     max_passage_tokens: int = Field(128, ge=1, description="Each passage is cut to this many tokens.")
     context_length: int = Field(
@@ -256,14 +256,14 @@ class ListwiseReranker(Reranker):
         answer is not an error (its window is left unchanged and counted)."""
         cfg = self.config
         stats = ListwiseStats(queries=1)
-        waves = plan_waves(len(texts), cfg.window_size, cfg.step, cfg.num_passes, cfg.concurrent_windows)
+        windows = plan_windows(len(texts), cfg.window_size, cfg.step, cfg.num_passes)
 
         async def rank_window(items: list[int]) -> list[int]:
             result, parsed = await self._rank_window(query, [texts[i] for i in items])
             stats.add_window(result, parsed)
             return parsed.order
 
-        order = await slide(list(range(len(texts))), waves, rank_window)
+        order = await slide(list(range(len(texts))), windows, rank_window, concurrent=cfg.concurrent_windows)
         if stats.unusable_windows:
             logger.warning(
                 "listwise: %d of %d windows got no usable answer from %s and were left unchanged",

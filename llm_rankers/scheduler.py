@@ -6,34 +6,36 @@ bottom can bubble up to the top in one pass. `num_passes` repeats the sweep.
 
 100 candidates at window 20 / step 10 take 9 windows per pass: (80, 100), (70, 90), ..., (0, 20).
 
-Sequential windows depend on each other (each overlaps the previous one). The `concurrent` plan
-groups windows into waves of windows that do not overlap (window i goes to wave i mod m, with
-m = ceil(window_size / step)) and runs each wave's windows at once. That is a different algorithm:
-a candidate moves at most one window per wave, so it can lose quality against the sequential sweep
-(`benchmarks/listwise_cost.py` measures by how much). With `step >= window_size` the windows never
-overlap and both plans give the same result.
+`slide(..., concurrent=True)` starts each window as soon as every earlier window that overlaps it
+has finished. Windows that overlap never run at the same time and keep their sequential order, so
+the result is exactly the sequential one; what runs at once are windows that share no candidate:
+all windows when `step == window_size`, and successive passes (pass 2 starts at the back while
+pass 1 is still moving to the front). Within one pass with `step < window_size` every window
+overlaps the one before it and nothing can overlap in time.
+
+Grouping non-overlapping windows into "waves" (every other window at once) was measured and
+rejected: it is a different algorithm that moves a candidate at most one window per wave, and
+lost nDCG@10 on SciFact against the sequential sweep (`benchmarks/listwise_cost.py`).
 
 Example:
     >>> plan_windows(100, 20, 10)[:3]
     [(80, 100), (70, 90), (60, 80)]
     >>> estimate_calls(100, 20, 10)
     9
-    >>> [len(w) for w in plan_waves(100, 20, 10, concurrent=True)]
-    [5, 4]
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Sequence
 
 Window = tuple[int, int]
 RankWindow = Callable[[list[int]], Awaitable[Sequence[int]]]
 
 
-def plan_windows(n: int, window_size: int, step: int) -> list[Window]:
-    """The `(start, end)` windows of one back-to-front pass over `n` candidates.
+def plan_windows(n: int, window_size: int, step: int, num_passes: int = 1) -> list[Window]:
+    """The `(start, end)` windows of `num_passes` back-to-front passes over `n` candidates, in
+    sequential order.
 
     The front window is always full (`(0, min(n, window_size))`), so the top of the list is
     ordered by one complete window even when `n` is not a multiple of `step`; `n <= 1` gives none.
@@ -45,6 +47,8 @@ def plan_windows(n: int, window_size: int, step: int) -> list[Window]:
         [(0, 7)]
     """
     _check(window_size, step)
+    if num_passes < 1:
+        raise ValueError(f"num_passes must be >= 1, got {num_passes}")
     if n < 2:
         return []
     windows: list[Window] = []
@@ -53,37 +57,9 @@ def plan_windows(n: int, window_size: int, step: int) -> list[Window]:
         start = end - window_size
         if start <= 0:
             windows.append((0, min(n, window_size)))
-            return windows
+            return windows * num_passes
         windows.append((start, end))
         end -= step
-
-
-def plan_waves(n: int, window_size: int, step: int, num_passes: int = 1, concurrent: bool = False) -> list[list[Window]]:
-    """Windows grouped into waves; the windows of one wave run at once, waves run in order.
-
-    Sequential: one window per wave. Concurrent: non-overlapping windows share a wave.
-
-    Example:
-        >>> plan_waves(60, 20, 10, concurrent=True)
-        [[(40, 60), (20, 40), (0, 20)], [(30, 50), (10, 30)]]
-    """
-    if num_passes < 1:
-        raise ValueError(f"num_passes must be >= 1, got {num_passes}")
-    windows = plan_windows(n, window_size, step)
-    if not concurrent:
-        one_pass = [[w] for w in windows]
-    else:
-        # Window i goes to wave i mod m, or to a later wave where it overlaps nothing.
-        m = max(1, math.ceil(window_size / step))
-        one_pass = []
-        for i, window in enumerate(windows):
-            k = i % m
-            while k < len(one_pass) and any(_overlap(window, other) for other in one_pass[k]):
-                k += 1
-            if k == len(one_pass):
-                one_pass.append([])
-            one_pass[k].append(window)
-    return [list(wave) for _ in range(num_passes) for wave in one_pass]
 
 
 def estimate_calls(n: int, window_size: int, step: int, num_passes: int = 1) -> int:
@@ -93,7 +69,7 @@ def estimate_calls(n: int, window_size: int, step: int, num_passes: int = 1) -> 
         >>> estimate_calls(100, 20, 10), estimate_calls(100, 20, 20), estimate_calls(1, 20, 10)
         (9, 5, 0)
     """
-    return num_passes * len(plan_windows(n, window_size, step))
+    return len(plan_windows(n, window_size, step, num_passes))
 
 
 def apply_window(order: list[int], window: Window, permutation: Sequence[int]) -> None:
@@ -113,25 +89,47 @@ def apply_window(order: list[int], window: Window, permutation: Sequence[int]) -
     order[start:end] = [current[p] for p in permutation]
 
 
-async def slide(order: Sequence[int], waves: Sequence[Sequence[Window]], rank_window: RankWindow) -> list[int]:
-    """Run the waves over `order` (item ids, best first) and return the new order.
+async def slide(
+    order: Sequence[int], windows: Sequence[Window], rank_window: RankWindow, concurrent: bool = False
+) -> list[int]:
+    """Run `windows` over `order` (item ids, best first) and return the new order.
 
     `rank_window(items)` gets the ids in one window, in their current order, and returns a
-    permutation of window positions, best first. The windows of a wave run concurrently.
+    permutation of window positions, best first. With `concurrent=True` a window starts as soon
+    as the earlier windows that overlap it are done; the result is the same as sequential.
 
     Example:
         >>> import asyncio
         >>> async def biggest_first(items):
         ...     return sorted(range(len(items)), key=lambda p: -items[p])
-        >>> asyncio.run(slide(list(range(6)), plan_waves(6, 3, 1), biggest_first))
+        >>> asyncio.run(slide(list(range(6)), plan_windows(6, 3, 1), biggest_first))
         [5, 4, 0, 1, 2, 3]
     """
     running = list(order)
-    for wave in waves:
-        windows = list(wave)
-        permutations = await asyncio.gather(*(rank_window(running[s:e]) for s, e in windows))
-        for window, permutation in zip(windows, permutations):
-            apply_window(running, window, permutation)
+    windows = list(windows)
+    if not concurrent:
+        for window in windows:
+            apply_window(running, window, await rank_window(running[window[0]:window[1]]))
+        return running
+
+    done = [asyncio.Event() for _ in windows]
+    waits_for = [[i for i in range(j) if _overlap(windows[i], windows[j])] for j in range(len(windows))]
+
+    async def run(j: int) -> None:
+        for i in waits_for[j]:
+            await done[i].wait()
+        start, end = windows[j]
+        apply_window(running, windows[j], await rank_window(running[start:end]))
+        done[j].set()
+
+    tasks = [asyncio.ensure_future(run(j)) for j in range(len(windows))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # the others would wait forever for a window that failed
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     return running
 
 
@@ -149,4 +147,4 @@ def _check(window_size: int, step: int) -> None:
         )
 
 
-__all__ = ["apply_window", "estimate_calls", "plan_waves", "plan_windows", "slide"]
+__all__ = ["apply_window", "estimate_calls", "plan_windows", "slide"]

@@ -245,16 +245,20 @@ def test_api_key_is_sent_only_when_configured(server):
 def test_concurrent_windows_respect_the_concurrency_cap(server):
     server.default = "hang"
     server.hang_s = 0.3
-    reranker = reranker_for(server, window_size=4, step=2, concurrent_windows=True, max_concurrency=2)
-    results = reranker.rank("q", passages(range(20)))
+    reranker = reranker_for(server, window_size=4, step=4, concurrent_windows=True, max_concurrency=2)
+    results = reranker.rank("q", passages(range(20)))  # five windows that share no candidate
     assert sorted(results.indices) == list(range(20))
     assert server.peak_in_flight == 2
     assert reranker.last_stats.calls == reranker.estimate_calls(20)
 
 
 def test_sequential_windows_send_one_call_at_a_time(server):
-    reranker_for(server, window_size=4, step=2, max_concurrency=8).rank("q", passages(range(12)))
+    server.default = "hang"
+    server.hang_s = 0.05
+    reranker_for(server, window_size=4, step=4, concurrent_windows=False).rank("q", passages(range(12)))
     assert server.peak_in_flight == 1
+    reranker_for(server, window_size=4, step=2, concurrent_windows=True).rank("q", passages(range(12)))
+    assert server.peak_in_flight == 1  # overlapping windows of one pass never run at once
 
 
 def test_rank_many_runs_queries_concurrently_and_keeps_their_order(server):
