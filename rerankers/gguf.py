@@ -96,28 +96,24 @@ def ensure_safetensors(gguf_path: str | os.PathLike | None = None, out_dir: str 
         target = Path(out_dir)
     if (target / _COMPLETE_MARKER).is_file():
         return target
-    _convert(source, target)
+    logger.info("converting %s to safetensors in %s (once)", source, target)
+    if out_dir is not None and target.exists() and any(target.iterdir()):
+        # Never delete a folder the caller named: it may not be ours.
+        raise FileExistsError(f"{target} exists and is not a finished conversion (no {_COMPLETE_MARKER}); remove it")
+    _build_atomically(target, lambda staging: _write_converted(source, staging))
     return target
 
 
-def _convert(source: Path, target: Path) -> None:
-    require("gguf", extra="llm")
-    transformers = require("transformers", extra="llm")
+def _build_atomically(target: Path, write) -> None:
+    """Run `write(staging_folder)` and rename the result to `target`. Debris of an earlier crash
+    in the cache (a `target` without config.json) is removed first; a crash now leaves only a
+    hidden staging folder, never mistaken for a finished one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        # A folder without the completion marker is debris from someone else's crash.
         shutil.rmtree(target, ignore_errors=True)
-    logger.info("converting %s to safetensors in %s (once)", source, target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-            model = transformers.AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
-        except Exception as exc:  # transformers' GGUF reader raises many kinds
-            raise BackendError(f"could not read GGUF file {source}: {type(exc).__name__}: {exc}") from exc
-        _drop_gguf_quantizer(model, source)
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        write(staging)
         _make_readable(staging)
         try:
             os.replace(staging, target)
@@ -128,6 +124,20 @@ def _convert(source: Path, target: Path) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_converted(source: Path, out: Path) -> None:
+    """Load the GGUF with transformers (de-quantized to float32) and save model + tokenizer."""
+    require("gguf", extra="llm")
+    transformers = require("transformers", extra="llm")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+    except Exception as exc:  # transformers' GGUF reader raises many kinds
+        raise BackendError(f"could not read GGUF file {source}: {type(exc).__name__}: {exc}") from exc
+    _drop_gguf_quantizer(model, source)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def _make_readable(folder: Path) -> None:
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         folder = ensure_safetensors(args.gguf, args.out_dir)
-    except (MissingDependencyError, BackendError, FileNotFoundError) as exc:
+    except (MissingDependencyError, BackendError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(folder)
