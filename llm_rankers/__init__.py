@@ -7,6 +7,24 @@ Example:
     [1, 2, 0]
 """
 
-from .parser import ParsedPermutation, parse_permutation
+from .clients import ChatResult, InProcessVLLMClient, OpenAIChatClient, TokenLogprob
+from .listwise import ListwiseConfig, ListwiseReranker, ListwiseStats
+from .parser import ParsedPermutation, order_from_logprobs, parse_permutation
+from .prompts import PromptTemplate
+from .scheduler import estimate_calls, plan_windows
 
-__all__ = ["ParsedPermutation", "parse_permutation"]
+__all__ = [
+    "ChatResult",
+    "InProcessVLLMClient",
+    "ListwiseConfig",
+    "ListwiseReranker",
+    "ListwiseStats",
+    "OpenAIChatClient",
+    "ParsedPermutation",
+    "PromptTemplate",
+    "TokenLogprob",
+    "estimate_calls",
+    "order_from_logprobs",
+    "parse_permutation",
+    "plan_windows",
+]

@@ -97,8 +97,8 @@ class ListwiseConfig(RerankerConfig):
     timeout: float = Field(120.0, gt=0, description="Seconds for one LLM call attempt.")
     max_retries: int = Field(3, ge=0, description="Retries on 429/5xx/connection errors/timeouts, with backoff.")
     max_concurrency: int = Field(8, ge=1, description="LLM calls in flight at once (concurrent windows and queries).")
-    engine_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Extra arguments for `vllm.LLM` (engine `vllm`), e.g. `dtype`."
+    engine_kwargs: dict[str, Any] | None = Field(
+        None, description="Extra arguments for `vllm.LLM` (engine `vllm`), e.g. `{dtype: float32}`."
     )
 
     @model_validator(mode="after")
@@ -256,6 +256,8 @@ class ListwiseReranker(Reranker):
         answer is not an error (its window is left unchanged and counted)."""
         cfg = self.config
         stats = ListwiseStats(queries=1)
+        if self._counter is None:  # loading a tokenizer imports transformers: keep it off the event loop
+            await asyncio.to_thread(self._token_counter)
         windows = plan_windows(len(texts), cfg.window_size, cfg.step, cfg.num_passes)
 
         async def rank_window(items: list[int]) -> list[int]:
@@ -312,7 +314,7 @@ class ListwiseReranker(Reranker):
     def _build_client(self) -> ChatClient:
         cfg = self.config
         if cfg.engine == "vllm":
-            kwargs = {"max_model_len": cfg.context_length, **cfg.engine_kwargs}
+            kwargs = {"max_model_len": cfg.context_length, **(cfg.engine_kwargs or {})}
             return InProcessVLLMClient(resolve_model(cfg.model), **kwargs)
         return OpenAIChatClient(
             cfg.base_url,
