@@ -207,7 +207,7 @@ def node_image(node: BaseNode) -> Any:
     resource = getattr(node, "image_resource", None)
     if resource is not None:
         if resource.data:
-            return resource.data  # base64 bytes, as LlamaIndex stores them
+            return resource.data.decode("ascii")  # LlamaIndex stores the bytes base64-encoded
         if resource.path:
             return str(resource.path)
         if resource.url:

@@ -255,3 +255,23 @@ async def test_acompress_awaits_the_backends_async_path(service):
     assert all([d.id for d in out] == [f"d{i}" for i in expected] for out in outs)
     sync = compressor.compress_documents(make_docs(), QUERY)
     assert backend.sync_calls == 1 and [d.id for d in sync] == [d.id for d in outs[0]]
+
+
+@pytest.mark.slow
+def test_pdf_page_documents_are_ranked_by_a_real_page_backend(tmp_path):
+    # Documents as LangChain's PDF loaders write them ({"source": ..., "page": 0-based}) with
+    # no extracted text: ocr-page (RapidOCR + lexical) reads the rendered pages.
+    pytest.importorskip("rapidocr_onnxruntime")
+    from text_pages import ANSWER_PAGE, PAGE_LINES, QUERY, render_text_page
+
+    pages = [render_text_page(lines) for lines in PAGE_LINES]
+    pdf = tmp_path / "scan.pdf"
+    pages[0].save(pdf, save_all=True, append_images=pages[1:], resolution=72.0)
+    docs = [Document(page_content="", id=f"page{i}", metadata={"source": str(pdf), "page": i}) for i in range(3)]
+    compressor = RankbridgeCompressor(
+        reranker={"backend": "ocr-page", "inner": "lexical", "cache_dir": str(tmp_path / "ocr"), "progress": False},
+        top_n=1,
+    )
+    (best,) = compressor.compress_documents(docs, QUERY)
+    assert best.id == f"page{ANSWER_PAGE}" and best.metadata == {"source": str(pdf), "page": ANSWER_PAGE, "relevance_score": best.metadata["relevance_score"]}
+    assert best.metadata["relevance_score"] > 0

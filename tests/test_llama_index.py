@@ -15,13 +15,14 @@ import pytest
 pytest.importorskip("llama_index.core")
 
 from http_rerank_service import HTTPRerankServiceReranker, overlap_scores, rerank_service  # noqa: E402
-from llama_index.core import SummaryIndex  # noqa: E402
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent  # noqa: E402
+from llama_index.core.indices.prompt_helper import PromptHelper  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402
 from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
+from llama_index.core.retrievers import BaseRetriever  # noqa: E402
 from llama_index.core.response_synthesizers.no_text import NoText  # noqa: E402
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
@@ -151,14 +152,26 @@ def test_metadata_mode_decides_the_text_sent():
     assert {n.score for n in none} == {0.0}
 
 
+class ListRetriever(BaseRetriever):
+    """A small first stage: every node it holds, with its first-stage score. (An index would
+    need Settings' tokenizer, which llama-index-core downloads on first use.)"""
+
+    def __init__(self, nodes: list[NodeWithScore]):
+        super().__init__()
+        self.nodes = nodes
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return [NodeWithScore(node=n.node, score=n.score) for n in self.nodes]
+
+
 def test_retriever_query_engine_with_no_text_response():
-    index = SummaryIndex([n.node for n in make_nodes()])
+    retriever = ListRetriever(make_nodes())
     rerank = RankbridgeRerank(reranker="lexical", top_n=2)
     # NoText is built directly: get_response_synthesizer("no_text") drops its llm= and
     # would fall back to Settings.llm (OpenAI).
-    engine = RetrieverQueryEngine(
-        index.as_retriever(), response_synthesizer=NoText(llm=MockLLM()), node_postprocessors=[rerank]
-    )
+    # A local tokenizer: the default one (tiktoken) is downloaded on first use by older versions.
+    synthesizer = NoText(llm=MockLLM(), prompt_helper=PromptHelper(tokenizer=str.split))
+    engine = RetrieverQueryEngine(retriever, response_synthesizer=synthesizer, node_postprocessors=[rerank])
     expected = [f"n{i}" for i in load_reranker("lexical").rank(QUERY, TEXTS, top_n=2).indices]
     response = engine.query(QUERY)
     assert [n.node.node_id for n in response.source_nodes] == expected
@@ -363,3 +376,32 @@ async def test_concurrent_apostprocess_calls_overlap_on_one_event_loop(service):
     assert backend.sync_calls == 0 and backend.async_calls == 22
     assert all([n.node.node_id for n in m] == [n.node.node_id for n in single] for m in many)
     assert twenty_calls < 8 * one_call, f"20 concurrent calls took {twenty_calls:.2f}s, one call {one_call:.2f}s"
+
+
+@pytest.mark.slow
+def test_image_nodes_are_ranked_by_a_real_page_backend(tmp_path):
+    # ImageNodes in the three forms LlamaIndex stores (path, base64, Node.image_resource
+    # bytes) go through ocr-page (RapidOCR + lexical): the page stating the answer wins.
+    pytest.importorskip("rapidocr_onnxruntime")
+    import io
+
+    from llama_index.core.schema import MediaResource, Node
+    from text_pages import ANSWER_PAGE, PAGE_LINES, QUERY, render_text_page
+
+    encoded = []
+    for lines in PAGE_LINES:
+        buffer = io.BytesIO()
+        render_text_page(lines).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    (tmp_path / "p0.png").write_bytes(encoded[0])
+    nodes = [
+        ImageNode(image_path=str(tmp_path / "p0.png"), id_="p0"),
+        ImageNode(image=base64.b64encode(encoded[1]).decode(), id_="p1"),
+        Node(image_resource=MediaResource(data=encoded[2]), id_="p2"),
+    ]
+    rerank = RankbridgeRerank(
+        reranker={"backend": "ocr-page", "inner": "lexical", "cache_dir": str(tmp_path / "ocr"), "progress": False}
+    )
+    out = rerank.postprocess_nodes([NodeWithScore(node=n, score=0.5) for n in nodes], query_str=QUERY)
+    assert out[0].node.node_id == f"p{ANSWER_PAGE}" and out[0].score > out[1].score
+    assert {n.node.node_id for n in out} == {"p0", "p1", "p2"}
