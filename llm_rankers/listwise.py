@@ -166,6 +166,9 @@ class ListwiseReranker(Reranker):
     `stats.unusable_windows`; a server that stays down after `max_retries` raises a
     `BackendError`, or keeps the first-stage order with `on_error: fallback`.
 
+    `engine: vllm` starts `vllm.LLM` in this process on first use; vLLM spawns its engine
+    process, so a script using it needs the usual `if __name__ == "__main__":` guard.
+
     Example:
         >>> from rankbridge.rerankers import load_reranker
         >>> reranker = load_reranker({"backend": "listwise", "base_url": "http://127.0.0.1:8000/v1",
