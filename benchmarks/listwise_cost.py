@@ -14,7 +14,9 @@ or with Gaussian noise on the grades), with sequential windows and with waves.
 
 Usage:
     python benchmarks/listwise_cost.py                     # starts a vLLM server (bash .ci/setup_vllm first)
-    python benchmarks/listwise_cost.py --base-url http://127.0.0.1:8000/v1 --queries 3
+    python benchmarks/listwise_cost.py --base-url http://127.0.0.1:8000/v1 --queries 3   # a server you started
+    python benchmarks/listwise_cost.py --queries 1 --max-passage-tokens 32 \
+        --only "first_token 20/10" "first_token 10/5" "first_token 20/20 seq" "first_token 20/20 conc" "generate 20/10"
 Prints a table and writes JSON (default results/listwise_cost.json).
 """
 
@@ -125,7 +127,7 @@ def simulate(data, run: dict[str, list[str]], noise: float, window: int, step: i
 def server_part(args, data, run, base_url: str, model_dir: Path) -> tuple[list[dict], dict]:
     candidates_q = [q for q in data.eval_queries() if any(d in data.qrels[q] for d in run[q][: args.candidates])]
     qids = sorted(random.Random(args.seed).sample(candidates_q, min(args.queries, len(candidates_q))), key=int)
-    settings = [s for s in SERVER_SETTINGS if not args.only or any(o in s["name"] for o in args.only)]
+    settings = [s for s in SERVER_SETTINGS if not args.only or s["name"] in args.only]
     rows = {s["name"]: {"setting": s, "per_query": []} for s in settings}
     rerankers = {
         s["name"]: ListwiseReranker(
@@ -141,6 +143,9 @@ def server_part(args, data, run, base_url: str, model_dir: Path) -> tuple[list[d
         )
         for s in settings
     }
+    for reranker in rerankers.values():  # load tokenizers and open connections before any timing
+        reranker._token_counter()
+        reranker.rank("warm-up", ["a", "b"])
     for n_q, qid in enumerate(qids):
         docs = run[qid][: args.candidates]
         texts = [f"{data.corpus[d]['title']}. {data.corpus[d]['text']}" for d in docs]
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=3, help="SciFact test queries for the server part")
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--max-passage-tokens", type=int, default=64)
-    parser.add_argument("--only", nargs="*", help="run only settings whose name contains one of these")
+    parser.add_argument("--only", nargs="*", help="run only the settings with these names")
     parser.add_argument("--skip-server", action="store_true", help="only the LLM-free scheduling measurement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/listwise_cost.json")
@@ -207,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.base_url:
             report["server"], report["server_info"] = server_part(args, data, run, args.base_url, model_dir)
         else:
-            with VLLMServerProcess(model_dir, "smollm2-135m") as server:
+            # No prefix caching: settings share prompts (same query, same windows), and a cache hit
+            # would make a later setting look cheaper than it is.
+            with VLLMServerProcess(model_dir, "smollm2-135m", extra_args=["--no-enable-prefix-caching"]) as server:
                 report["server_startup_s"] = server.startup_s
                 report["server"], report["server_info"] = server_part(args, data, run, server.base_url, model_dir)
     report["load_after"] = load_avg()
