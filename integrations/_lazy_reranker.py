@@ -16,7 +16,7 @@ from typing import Any
 from rankbridge.rerankers.base import Reranker
 from rankbridge.rerankers.config import RerankerConfig, validate_config
 from rankbridge.rerankers.errors import ConfigError
-from rankbridge.rerankers.loader import _spec_to_dict, load_reranker
+from rankbridge.rerankers.loader import load_reranker, read_spec
 from rankbridge.rerankers.registry import available_backends, get_backend
 
 SerializedSpec = str | dict[str, Any] | None
@@ -55,7 +55,7 @@ class LazyReranker:
                 f"not {type(spec).__name__}"
             )
         # Read the spec once: the adapter keeps behaving as configured even if the file changes.
-        data = _spec_to_dict(spec)
+        data = read_spec(spec)
         backend = data.get("backend")
         if not backend or not isinstance(backend, str):
             raise ConfigError(

@@ -56,6 +56,17 @@ def load_reranker(spec: Reranker | dict[str, Any] | str | os.PathLike | None = N
     return backend_spec.factory(config)
 
 
+def read_spec(spec: dict[str, Any] | str | os.PathLike | None = None) -> dict[str, Any]:
+    """The config mapping a spec stands for (file read, shorthand expanded, env consulted),
+    without resolving or building the backend: what adapters store to rebuild a reranker lazily.
+
+    Example:
+        >>> read_spec("cross-encoder:minilm-l6-ce-weak")
+        {'backend': 'cross-encoder', 'model': 'minilm-l6-ce-weak'}
+    """
+    return _spec_to_dict(spec)
+
+
 def _spec_to_dict(spec: Any) -> dict[str, Any]:
     if spec is None:
         env = os.environ.get(ENV_VAR)
