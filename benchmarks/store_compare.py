@@ -7,7 +7,13 @@ queries ~8 terms) in one collection with Qdrant's IDF modifier. The query is the
 limit 100, payload returned. Both stores run in this one process, query by query interleaved,
 so load from other processes affects both alike.
 
-    python benchmarks/store_compare.py --sizes 5000 100000 --queries 100 --json store_compare.json
+    python benchmarks/store_compare.py --sizes 5000 --queries 100 --json store_compare_5k.json
+    python benchmarks/store_compare.py --sizes 100000 --client-location memory --client-queries 20 \
+        --json store_compare_100k.json
+
+qdrant-client's local mode with `path=` writes every upserted point to SQLite (5k points took
+~2 minutes here), so the 100k run puts it in memory (`:memory:`), which only helps it; it
+answers the first `--client-queries` queries only (seconds each at 100k).
 
 Prints a table and writes JSON (uptime load included).
 """
@@ -45,11 +51,13 @@ class ClientStore:
 
     name = "qdrant-client local (path=)"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | None):
         from qdrant_client import QdrantClient, models
 
         self.models = models
-        self.client = QdrantClient(path=path)
+        self.client = QdrantClient(path=path) if path else QdrantClient(":memory:")
+        if not path:
+            self.name = "qdrant-client local (:memory:)"
         self.client.create_collection(
             "bench",
             vectors_config={"dense": models.VectorParams(size=DIM, distance=models.Distance.COSINE)},
@@ -131,13 +139,17 @@ class EdgeStore:
         self.shard.close()
 
 
-def measure(size: int, n_queries: int, seed: int = 0) -> list[dict]:
+def measure(size: int, n_queries: int, client_location: str = "path", client_queries: int | None = None, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     dense, sparse = synthetic(size, rng, terms=60)
     q_dense, q_sparse = synthetic(n_queries, rng, terms=8)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        stores = [ClientStore(os.path.join(tmp, "client")), EdgeStore(os.path.join(tmp, "edge"))]
+        client = ClientStore(os.path.join(tmp, "client") if client_location == "path" else None)
+        client.max_queries = client_queries or n_queries
+        edge = EdgeStore(os.path.join(tmp, "edge"))
+        edge.max_queries = n_queries
+        stores = [client, edge]
         for store in stores:
             start = time.perf_counter()
             for lo in range(0, size, 1000):
@@ -148,6 +160,8 @@ def measure(size: int, n_queries: int, seed: int = 0) -> list[dict]:
             store.query(q_dense[0], q_sparse[0])  # warm-up
         for qi in range(n_queries):
             for store in stores:
+                if qi >= store.max_queries:
+                    continue
                 start = time.perf_counter()
                 hits = store.query(q_dense[qi], q_sparse[qi])
                 store.latencies.append((time.perf_counter() - start) * 1000)
@@ -161,7 +175,7 @@ def measure(size: int, n_queries: int, seed: int = 0) -> list[dict]:
                     "index_s": round(store.index_s, 2),
                     "p50_ms": round(statistics.median(lat), 2),
                     "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 2),
-                    "queries": n_queries,
+                    "queries": len(lat),
                 }
             )
             store.close()
@@ -172,17 +186,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 100_000])
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--client-location", choices=["path", "memory"], default="path")
+    parser.add_argument("--client-queries", type=int, default=None, help="queries for qdrant-client (default: all)")
     parser.add_argument("--json", default="store_compare.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     rows = []
     for size in args.sizes:
-        rows.extend(measure(size, args.queries))
-    header = f"{'store':30} {'points':>8} {'index s':>9} {'p50 ms':>8} {'p95 ms':>8}"
+        rows.extend(measure(size, args.queries, args.client_location, args.client_queries))
+    header = f"{'store':32} {'points':>8} {'index s':>9} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['store']:30} {r['points']:>8} {r['index_s']:>9.2f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f}")
+        print(f"{r['store']:32} {r['points']:>8} {r['index_s']:>9.2f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['queries']:>8}")
     out = {"rows": rows, "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count()}
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"load average before/after: {load_before} / {out['loadavg_after']}; JSON written to {args.json}")
