@@ -15,7 +15,7 @@ Measures, on the set `build_scanned_scifact.py` writes (built here if missing):
 The quality run reads OCR text through the persistent cache ($RANKBRIDGE_CACHE_DIR/ocr), so it is
 cheap after the first time; the speed runs use fresh temporary caches.
 
-    python benchmarks/pages.py --queries 20 --candidates 5 --json benchmarks/results/pages.json
+    python benchmarks/pages.py --queries 20 --candidates 5 --json benchmarks/pages_results.json
 
 Prints a table and writes JSON (with `uptime` load before and after).
 """
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--json", default="benchmarks/results/pages.json")
+    parser.add_argument("--json", default="benchmarks/pages_results.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     folder = Path(args.data) if args.data else default_out(args.queries, args.candidates, args.seed)
