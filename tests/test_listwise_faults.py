@@ -1,8 +1,8 @@
 """The listwise backend against injected faults: retries, timeouts, truncated JSON, chatty and
 unusable answers, a server that is down, the error policy, concurrency caps, API keys.
 
-The server here is tests/vllm/fault_server.py, a hand-written FAKE used only for faults a real
-server cannot produce on demand; the real vLLM server is exercised in tests/vllm/.
+The server here is tests/vllm_server/fault_server.py, a hand-written FAKE used only for faults a real
+server cannot produce on demand; the real vLLM server is exercised in tests/vllm_server/.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rankbridge.llm_rankers.clients import OpenAIChatClient
 from rankbridge.llm_rankers.listwise import ListwiseReranker
 from rankbridge.rerankers import BackendError, Candidate, ConfigError, MissingDependencyError, load_reranker
 
-_spec = importlib.util.spec_from_file_location("rankbridge_fault_server", Path(__file__).parent / "vllm" / "fault_server.py")
+_spec = importlib.util.spec_from_file_location("rankbridge_fault_server", Path(__file__).parent / "vllm_server" / "fault_server.py")
 fault_server = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = fault_server
 _spec.loader.exec_module(fault_server)

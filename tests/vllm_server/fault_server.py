@@ -2,7 +2,7 @@
 vLLM server cannot produce on demand: 503s, 429s with Retry-After, hangs past the client's
 timeout, dropped connections, truncated JSON, and chatty or unusable answers. It is the only fake
 in the listwise tests; protocol, parsing and cost against a real model are tested with the real
-vLLM server (tests/vllm/test_listwise_server.py).
+vLLM server (tests/vllm_server/test_listwise_server.py).
 
 Its well-behaved answer ranks the passages of a listwise prompt by the number written in each
 passage text (largest first), so the tests can check the bookkeeping exactly.
