@@ -122,7 +122,7 @@ def mine_hard_negatives(
         positive, hard_negative_ids, hard_negatives, random_negative_ids, random_negatives,
         source ("qrels" or "title"). No labelled positive of a query is ever its negative.
     """
-    datasets = require("datasets", extra="cross-encoder")
+    datasets = require("datasets", extra="train")
     if depth <= 0 or per_query < 0 or skip_top < 0 or random_negatives < 0:
         raise ConfigError("depth must be > 0 and per_query, skip_top, random_negatives >= 0")
     if skip_top >= depth:
@@ -176,7 +176,7 @@ def mine_hard_negatives(
 
 def to_labeled_pairs(mined, negatives: Literal["hard", "random", "both"] = "hard", seed: int = 0):
     """Flatten mined rows into shuffled (query, passage, label) pairs for binary cross-entropy."""
-    datasets = require("datasets", extra="cross-encoder")
+    datasets = require("datasets", extra="train")
     out: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
     columns = {"hard": ["hard_negatives"], "random": ["random_negatives"], "both": ["random_negatives", "hard_negatives"]}
     for row in mined:
@@ -220,8 +220,8 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
     When `head_learning_rate` is set, the classification head and pooler — random when the
     base is a bi-encoder — train at that rate and the encoder body at `learning_rate`.
     """
-    torch = require("torch", extra="cross-encoder")
-    st = require("sentence_transformers", extra="cross-encoder", package="sentence-transformers")
+    torch = require("torch", extra="train")
+    st = require("sentence_transformers", extra="train", package="sentence-transformers")
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
