@@ -46,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if level > logging.DEBUG:
-        logging.getLogger("bm25s").setLevel(level)  # bm25s sets its own logger to DEBUG
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # some libraries (bm25s) set their own loggers to DEBUG on import
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

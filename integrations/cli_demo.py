@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 from rankbridge.rerankers.errors import ConfigError, MissingDependencyError
-from rankbridge.rerankers.models import data_dir
+from rankbridge.rerankers.models import data_dir, is_local, resolve_model
 
 from .cli_first_stage import add_store_arguments, ensure_indexed, open_retriever
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RERANKER = "cross-encoder:minilm-l6-ce-weak"
+DEFAULT_MODEL = "minilm-l6-ce-weak"
+DEFAULT_RERANKER = f"cross-encoder:{DEFAULT_MODEL}"
 FALLBACK_RERANKER = "lexical"
 
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="index SciFact (cached), hybrid top 100, rerank, print first stage vs reranked"
     )
     p.add_argument("--beir", type=Path, default=None, help="BEIR folder (default: $RANKBRIDGE_DATA_DIR/beir/scifact)")
-    p.add_argument("--reranker", default=None, help=f"reranker spec (default: {DEFAULT_RERANKER}, else {FALLBACK_RERANKER})")
+    p.add_argument("--reranker", default=None, help=f"reranker spec or config file (default: {DEFAULT_RERANKER} on ONNX Runtime int8, else {FALLBACK_RERANKER})")
     p.add_argument("--queries", type=int, default=50, help="seeded random sample of test queries (default 50)")
     p.add_argument("--depth", type=int, default=20, help="hybrid candidates reranked per query (default 20)")
     p.add_argument("--seed", type=int, default=0)
@@ -44,8 +45,13 @@ def load_demo_reranker(spec: str | None):
 
     if spec:
         return spec, load_reranker(spec)
+    model = resolve_model(DEFAULT_MODEL)
+    if not is_local(model) and (data_dir().parent / "models" / DEFAULT_MODEL).is_dir():
+        model = str(data_dir().parent / "models" / DEFAULT_MODEL)  # ../shared/models beside the data
     try:
-        return DEFAULT_RERANKER, load_reranker(DEFAULT_RERANKER)
+        # ONNX Runtime int8: about half the time of the torch runtime per pair on 2 CPU cores
+        config = {"backend": "cross-encoder", "model": model, "runtime": "onnx", "quantize": "int8"}
+        return f"{DEFAULT_RERANKER} (onnx int8)", load_reranker(config)
     except (ConfigError, MissingDependencyError) as exc:
         print(f"note: {DEFAULT_RERANKER} is not available ({exc}); using {FALLBACK_RERANKER}")
         return FALLBACK_RERANKER, load_reranker(FALLBACK_RERANKER)

@@ -220,7 +220,8 @@ class HybridRetriever:
 
         Returns:
             `Candidate`s with `id` (the document id), `text`, `score` (the first-stage score:
-            fused RRF/DBSF score, cosine similarity or BM25) and `metadata` (the payload).
+            fused RRF/DBSF score, cosine similarity or BM25) and `metadata` (the payload),
+            best first; equal scores are ordered by document id, so results are reproducible.
         """
         return self.search_many([query], limit=limit, filter=filter, mode=mode, show_progress=False)[0]
 
@@ -271,7 +272,10 @@ class HybridRetriever:
                     for d, s in zip(dense, sparse)
                 ]
                 for hits in self._store.query(requests):
-                    results.append([_candidate(h) for h in hits])
+                    candidates = [_candidate(h) for h in hits]
+                    # equal fused scores (RRF gives many) come back in no fixed order: order them by id
+                    candidates.sort(key=lambda c: (-c.score, str(c.id)))
+                    results.append(candidates)
                 if progress is not None:
                     progress.update(len(batch))
         finally:
