@@ -24,18 +24,18 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from rankbridge.rerankers.base import Reranker, Scores, rank_derived_scores
-from rankbridge.rerankers.config import RerankerConfig
+from rankbridge.rerankers.base import Scores, rank_derived_scores
 from rankbridge.rerankers.errors import ConfigError
 from rankbridge.rerankers.models import resolve_model
 from rankbridge.rerankers.types import Candidate
 
-from .clients import BackgroundLoop, ChatClient, ChatResult, InProcessVLLMClient, OpenAIChatClient
+from .clients import ChatClient, ChatResult, InProcessVLLMClient
 from .parser import ParsedPermutation, order_from_logprobs, parse_permutation
 from .prompts import PromptTemplate
 from .scheduler import estimate_calls, plan_windows, slide
+from .served import ServedModelConfig, ServedModelReranker
 from .tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ _DEFAULT_PROMPT = {"generate": "rankgpt", "first_token": "first"}
 _CONTINUE = {"add_generation_prompt": False, "continue_final_message": True}
 
 
-class ListwiseConfig(RerankerConfig):
+class ListwiseConfig(ServedModelConfig):
     """Configuration of the `listwise` backend."""
 
     backend: Literal["listwise"] = "listwise"
@@ -53,10 +53,6 @@ class ListwiseConfig(RerankerConfig):
         description="The model: the served model name for engine `openai` (as `/v1/models` lists it), a "
         "local folder or hub id for engine `vllm`."
     )
-    base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL of the server (engine `openai`)."
-    )
-    api_key: SecretStr | None = Field(None, description="Bearer token for the server, if it needs one (never shown in reprs).")
     engine: Literal["openai", "vllm"] = Field(
         "openai", description="`openai`: HTTP to an OpenAI-compatible server; `vllm`: in-process `vllm.LLM`."
     )
@@ -94,9 +90,6 @@ class ListwiseConfig(RerankerConfig):
         "folder; otherwise 4 characters are counted as one token.",
     )
     temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (0: greedy, reproducible).")
-    timeout: float = Field(120.0, gt=0, description="Seconds for one LLM call attempt.")
-    max_retries: int = Field(3, ge=0, description="Retries on 429/5xx/connection errors/timeouts, with backoff.")
-    max_concurrency: int = Field(8, ge=1, description="LLM calls in flight at once (concurrent windows and queries).")
     engine_kwargs: dict[str, Any] | None = Field(
         None, description="Extra arguments for `vllm.LLM` (engine `vllm`), e.g. `{dtype: float32}`."
     )
@@ -158,7 +151,7 @@ class ListwiseStats:
         return asdict(self)
 
 
-class ListwiseReranker(Reranker):
+class ListwiseReranker(ServedModelReranker):
     """RankGPT-style listwise reranker on an OpenAI-compatible server (vLLM) or in-process vLLM.
 
     Scores are rank-derived (`score = n - position`, `relevance = 1 - position / n`), not
@@ -185,7 +178,7 @@ class ListwiseReranker(Reranker):
     config_class = ListwiseConfig
 
     def __init__(self, config: ListwiseConfig | dict[str, Any] | None = None, *, client: ChatClient | None = None, **kwargs: Any):
-        super().__init__(config, **kwargs)
+        super().__init__(config, client=client, **kwargs)
         cfg = self.config
         self.prompt = PromptTemplate.load(cfg.prompt or _DEFAULT_PROMPT[cfg.mode])
         limit = self.prompt.max_window()
@@ -199,9 +192,6 @@ class ListwiseReranker(Reranker):
                 "mode 'first_token' needs single-token labels: use an alpha-labelled prompt (the default 'first') "
                 f"or window_size <= 9 with numeric labels, got window_size={cfg.window_size}"
             )
-        self._client = client
-        self._client_lock = threading.Lock()
-        self._loop = BackgroundLoop()
         self._counter: TokenCounter | None = None
         self._stats_lock = threading.Lock()
         self.stats = ListwiseStats()
@@ -214,39 +204,7 @@ class ListwiseReranker(Reranker):
         cfg = self.config
         return estimate_calls(n, cfg.window_size, cfg.step, cfg.num_passes)
 
-    @property
-    def client(self) -> ChatClient:
-        """The LLM client, built on first use."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
-
-    def close(self) -> None:
-        if self._client is not None and isinstance(self._client, OpenAIChatClient):
-            try:
-                self._loop.run(self._client.aclose())
-            except RuntimeError:
-                pass
-        if self._client is not None:
-            self._client.close()
-        self._loop.stop()
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        await asyncio.to_thread(self.close)
-
     # ------------------------------------------------------------------ scoring
-
-    def _score(self, query: str, candidates: list[Candidate]) -> Scores:
-        return self._loop.run(self._ascore(query, candidates))
-
-    def _score_many(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:
-        async def all_queries() -> list[Scores]:
-            return list(await asyncio.gather(*(self._ascore(q, c) for q, c in zip(queries, candidate_lists))))
-
-        return self._loop.run(all_queries())
 
     async def _ascore(self, query: str, candidates: list[Candidate]) -> Scores:
         order, stats = await self.rank_order(query, [c.text or "" for c in candidates])
@@ -319,14 +277,7 @@ class ListwiseReranker(Reranker):
         if cfg.engine == "vllm":
             kwargs = {"max_model_len": cfg.context_length, **(cfg.engine_kwargs or {})}
             return InProcessVLLMClient(resolve_model(cfg.model), **kwargs)
-        return OpenAIChatClient(
-            cfg.base_url,
-            cfg.model,
-            api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
-            timeout=cfg.timeout,
-            max_retries=cfg.max_retries,
-            max_concurrency=cfg.max_concurrency,
-        )
+        return super()._build_client()
 
     def _token_counter(self) -> TokenCounter:
         if self._counter is None:

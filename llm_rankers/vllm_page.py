@@ -21,26 +21,23 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from rankbridge.rerankers.base import Reranker, Scores
+from rankbridge.rerankers.base import Scores
 from rankbridge.rerankers.calibration import sigmoid
-from rankbridge.rerankers.config import RerankerConfig
 from rankbridge.rerankers.errors import BackendError
 from rankbridge.rerankers.pages import candidate_image, fit_pixels, image_to_data_url
 from rankbridge.rerankers.types import Candidate
 from rankbridge.rerankers.vlm_page import MONOQWEN_PROMPT
 
-from .clients import BackgroundLoop, ChatClient, OpenAIChatClient, TokenLogprob
+from .clients import ChatClient, TokenLogprob
+from .served import ServedModelConfig, ServedModelReranker
 
 logger = logging.getLogger(__name__)
 
 
-class VLLMPageConfig(RerankerConfig):
+class VLLMPageConfig(ServedModelConfig):
     backend: Literal["vllm-page"] = "vllm-page"
-    model: str = Field(description="The served model name, as the server's `/v1/models` lists it.")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL of the server.")
-    api_key: SecretStr | None = Field(None, description="Bearer token for the server, if it needs one (never shown in reprs).")
     prompt: str = Field(
         MONOQWEN_PROMPT,
         description="Text sent after the page image; `{query}` is replaced by the query. Default: MonoQwen2-VL's prompt.",
@@ -54,9 +51,6 @@ class VLLMPageConfig(RerankerConfig):
     )
     image_format: Literal["png", "jpeg"] = Field("png", description="Encoding of the page in the data URL.")
     jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality when `image_format` is jpeg.")
-    timeout: float = Field(120.0, gt=0, description="Seconds for one request attempt.")
-    max_retries: int = Field(3, ge=0, description="Retries on 429/5xx/connection errors/timeouts, with backoff.")
-    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
 
     @field_validator("prompt")
     @classmethod
@@ -111,7 +105,7 @@ def _logsumexp(values: list[float]) -> float | None:
     return top + math.log(sum(math.exp(v - top) for v in finite))
 
 
-class VLLMPageReranker(Reranker):
+class VLLMPageReranker(ServedModelReranker):
     """Rerank page images with a VLM served by vLLM (OpenAI-compatible chat API, logprobs).
 
     Example:
@@ -132,28 +126,9 @@ class VLLMPageReranker(Reranker):
     accepts_images = True
 
     def __init__(self, config: Any = None, *, client: ChatClient | None = None, **kwargs: Any):
-        super().__init__(config, **kwargs)
-        self._client = client
-        self._client_lock = threading.Lock()
+        super().__init__(config, client=client, **kwargs)
         self._stats_lock = threading.Lock()
-        self._loop = BackgroundLoop()
         self.stats = VLLMPageStats()
-
-    @property
-    def client(self) -> ChatClient:
-        """The chat client, built on first use."""
-        with self._client_lock:
-            if self._client is None:
-                cfg = self.config
-                self._client = OpenAIChatClient(
-                    cfg.base_url,
-                    cfg.model,
-                    api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
-                    timeout=cfg.timeout,
-                    max_retries=cfg.max_retries,
-                    max_concurrency=cfg.max_concurrency,
-                )
-            return self._client
 
     def messages(self, query: str, image_url: str) -> list[dict[str, Any]]:
         """The chat request for one page: the image part, then the prompt."""
@@ -175,15 +150,6 @@ class VLLMPageReranker(Reranker):
         return image_to_data_url(image, format=cfg.image_format, quality=cfg.jpeg_quality)
 
     # ------------------------------------------------------------------ scoring
-
-    def _score(self, query: str, candidates: list[Candidate]) -> Scores:
-        return self._loop.run(self._ascore(query, candidates))
-
-    def _score_many(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:
-        async def all_queries() -> list[Scores]:
-            return list(await asyncio.gather(*(self._ascore(q, c) for q, c in zip(queries, candidate_lists))))
-
-        return self._loop.run(all_queries())
 
     async def _ascore(self, query: str, candidates: list[Candidate]) -> Scores:
         urls = [self._image_url(i, c) for i, c in enumerate(candidates)]
@@ -218,23 +184,6 @@ class VLLMPageReranker(Reranker):
                 cfg.yes_token, cfg.no_token, [t.token for t in alternatives[:5]],
             )
         return score
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def close(self) -> None:
-        if isinstance(self._client, OpenAIChatClient):
-            try:
-                self._loop.run(self._client.aclose())
-            except RuntimeError:
-                pass
-        if self._client is not None:
-            self._client.close()
-        self._loop.stop()
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        await asyncio.to_thread(self.close)
 
 
 __all__ = ["VLLMPageConfig", "VLLMPageReranker", "VLLMPageStats", "yes_no_score"]
