@@ -20,10 +20,10 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import Reranker, Scores
 from .calibration import minmax, sigmoid
@@ -38,6 +38,16 @@ logger = logging.getLogger(__name__)
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def _check_device(value: str) -> str:
+    base, _, index = value.partition(":")
+    if base not in _DEVICES or (index and (base != "cuda" or not index.isdigit())):
+        raise ValueError("must be one of auto, cpu, cuda, cuda:<n>, mps")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_check_device)]
+
+
 class CrossEncoderConfig(RerankerConfig):
     """Configuration of the `cross-encoder` backend."""
 
@@ -46,7 +56,7 @@ class CrossEncoderConfig(RerankerConfig):
         description="Model reference: a local folder, a folder name under $RANKBRIDGE_MODEL_DIR, or a "
         "Hugging Face Hub id (loaded from the local HF cache; nothing is downloaded when offline)."
     )
-    device: str = Field(
+    device: Device = Field(
         "auto",
         description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:<n>` or `mps`.",
     )
@@ -100,14 +110,6 @@ class CrossEncoderConfig(RerankerConfig):
     show_progress_bar: bool | None = Field(
         None, description="Show a tqdm bar over batches. Default: only for long runs (20+ batches) on a terminal."
     )
-
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, value: str) -> str:
-        base, _, index = value.partition(":")
-        if base not in _DEVICES or (index and (base != "cuda" or not index.isdigit())):
-            raise ValueError("must be one of auto, cpu, cuda, cuda:<n>, mps")
-        return value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> CrossEncoderConfig:
@@ -395,10 +397,14 @@ def _torch_runner(path: str, cfg: CrossEncoderConfig, device: str) -> tuple[Call
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
+    except ImportError:
+        raise
     except OSError as exc:
         raise BackendError(f"could not load the weights of {path}: {_short(exc)}") from None
     except Exception as exc:  # safetensors/torch raise many kinds for damaged files
-        raise BackendError(f"could not load the weights of {path} (damaged file?): {type(exc).__name__}: {_short(exc)}") from None
+        raise BackendError(
+            f"could not load the weights of {path} (damaged file?): {type(exc).__name__}: {_short(exc)}"
+        ) from None
     model = model.to(device).eval()
     import inspect
 

@@ -27,7 +27,7 @@ from pydantic import Field
 from .base import Reranker, Scores
 from .calibration import sigmoid
 from .config import RerankerConfig
-from .cross_encoder import plan_batches, progress_bar, resolve_device
+from .cross_encoder import Device, plan_batches, progress_bar, resolve_device
 from .errors import BackendError, ConfigError, require
 from .models import resolve_model
 from .types import Candidate
@@ -59,7 +59,7 @@ class LLMYesNoConfig(RerankerConfig):
     use_chat_template: bool | None = Field(
         None, description="Wrap the prompt in the tokenizer's chat template. Default: when it has one."
     )
-    device: str = Field("auto", description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:<n>` or `mps`.")
+    device: Device = Field("auto", description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:<n>` or `mps`.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Weights' precision. `auto`: bfloat16 on CUDA, float32 elsewhere."
     )
