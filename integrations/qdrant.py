@@ -81,6 +81,9 @@ class HybridRetriever:
         prefetch_limit: hits taken from each of dense and sparse before fusion (default: the
             search `limit`).
         batch_size: documents embedded and upserted per batch by `index`.
+        search_threads: threads one query may use in the embedded store (qdrant-edge's
+            `max_search_threads`; None: one per CPU). 1 by default: a hybrid query took a
+            quarter of the time with one thread than with two on a busy 2-core machine.
         show_progress: tqdm progress bars for `index` and `search_many`.
 
     Example:
@@ -108,6 +111,7 @@ class HybridRetriever:
         rrf_k: int = 2,
         prefetch_limit: int | None = None,
         batch_size: int = 256,
+        search_threads: int | None = 1,
         show_progress: bool = True,
     ):
         _check_choice("mode", mode, MODES)
@@ -151,7 +155,7 @@ class HybridRetriever:
             "dim": int(dense_embedder.dim),
         }
         if store == "edge":
-            self._store: _EdgeStore | _ClientStore = _EdgeStore(self.path / collection_name, signature)
+            self._store: _EdgeStore | _ClientStore = _EdgeStore(self.path / collection_name, signature, search_threads)
         else:
             self._store = _ClientStore(_make_client(self.path, url, api_key), collection_name, signature)
 
@@ -484,11 +488,16 @@ class _ClientStore:
 class _EdgeStore:
     """qdrant-edge-py: Qdrant's engine in-process; one shard folder per collection."""
 
-    def __init__(self, folder: Path, signature: dict[str, Any]):
+    def __init__(self, folder: Path, signature: dict[str, Any], search_threads: int | None = 1):
         qe = require("qdrant_edge", extra=_EXTRA, package="qdrant-edge-py")
         self.qe = qe
         self.folder = folder
         marker = folder.with_name(folder.name + ".rankbridge.json")
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=signature["dim"], distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            max_search_threads=search_threads,
+        )
         if marker.exists() and folder.exists():
             stored = json.loads(marker.read_text(encoding="utf-8"))
             if stored != signature:
@@ -496,13 +505,9 @@ class _EdgeStore:
                     f"the store at {folder} was built with other embedders ({stored}); this retriever uses "
                     f"{signature}. Use another path or collection_name, or delete the folder to re-index"
                 )
-            self.shard = qe.EdgeShard.load(str(folder))
+            self.shard = qe.EdgeShard.load(str(folder), config)
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            config = qe.EdgeConfig(
-                vectors={DENSE: qe.EdgeVectorParams(size=signature["dim"], distance=qe.Distance.Cosine)},
-                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            )
             self.shard = qe.EdgeShard.create(str(folder), config)
             marker.write_text(json.dumps(signature), encoding="utf-8")
 
