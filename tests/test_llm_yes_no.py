@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smollm2():
     folder = ensure_safetensors()
-    return load_reranker({"backend": "llm-yes-no", "model": str(folder), "max_length": 256, "batch_size": 4})
+    return load_reranker({"backend": "llm-yes-no", "model": str(folder), "max_length": 160, "batch_size": 4})
 
 
 def test_relevance_is_a_probability_for_every_candidate_and_invariants_hold(smollm2):
@@ -73,7 +73,7 @@ def test_suffix_is_never_truncated_and_the_prompt_uses_the_chat_template(smollm2
     assert suffix.rstrip().endswith("<|im_start|>assistant")
     prompts, shortened = smollm2._encode([QUERY], [[Candidate(text=DOCS[3])]])
     tail = smollm2.tokenizer(suffix, add_special_tokens=False)["input_ids"]
-    assert shortened == 1 and len(prompts[0]) == 256 and prompts[0][-len(tail) :] == tail
+    assert shortened == 1 and len(prompts[0]) == smollm2.config.max_length and prompts[0][-len(tail) :] == tail
 
 
 def test_rank_many_matches_rank(smollm2):
