@@ -143,7 +143,6 @@ def _fastembed_encoder(model_path: str):
 
     from fastembed.common.model_description import ModelSource
     from fastembed.rerank.cross_encoder import TextCrossEncoder
-
     from rankbridge.rerankers.onnx_export import export_onnx, onnx_cache_folder
 
     plain = export_onnx(model_path, quantize="none", optimize=False)

@@ -154,8 +154,7 @@ class LLMYesNoReranker(Reranker):
             text = f"{cfg.instruction}\n\n{user}\nAnswer: "
         prefix, _, suffix = text.partition(_DOC_MARKER)
         # The space before the document belongs to the document's first token in BPE vocabularies.
-        if prefix.endswith(" "):
-            prefix = prefix[:-1]
+        prefix = prefix.removesuffix(" ")
         return prefix, suffix
 
     def _encode(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> tuple[list[list[int]], int]:
@@ -249,4 +248,4 @@ def _resolve_llm(reference: str) -> str:
     return str(path)
 
 
-__all__ = ["LLMYesNoConfig", "LLMYesNoReranker", "DEFAULT_INSTRUCTION"]
+__all__ = ["DEFAULT_INSTRUCTION", "LLMYesNoConfig", "LLMYesNoReranker"]

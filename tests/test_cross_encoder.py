@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from rankbridge.rerankers import Candidate, load_reranker
 from rankbridge.rerankers.calibration import softmax_positive
 from rankbridge.rerankers.cross_encoder import CrossEncoderReranker, plan_batches
@@ -199,7 +198,7 @@ def test_truncation_never_cuts_the_query(torch_tokenizer):
     document = list(range(1000, 1400))
     room = template.document_room(len(query), max_length=64)
     (window,) = document_windows(document, room, "truncate", overlap=0)
-    ids, types = template.build(query, window)
+    ids, _ = template.build(query, window)
     assert len(ids) == 64 and ids[1 : 1 + len(query)] == query
     with pytest.raises(ValueError, match="leaves no room for a document"):
         template.document_room(len(query), max_length=len(query) + 2)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from rankbridge.rerankers import gguf
 from rankbridge.rerankers.errors import MissingDependencyError
 

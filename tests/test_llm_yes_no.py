@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from rankbridge.rerankers import Candidate, load_reranker
 from rankbridge.rerankers.errors import ConfigError
 from rankbridge.rerankers.gguf import ensure_safetensors, smollm2_gguf_path
