@@ -6,7 +6,6 @@ session's pages are read once and reused through the on-disk cache where a test 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -19,30 +18,12 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 pytestmark = pytest.mark.slow
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-
-PAGE_LINES = [
-    ["The museum is closed", "on Mondays."],
-    ["The night train to Lyon", "leaves at eleven."],  # states the answer
-    ["Bananas are rich in", "potassium and fiber."],
-]
-QUERY = "when does the train to Lyon leave"
-
-
-def render_page(lines: list[str]):
-    from PIL import ImageDraw, ImageFont
-
-    font = ImageFont.truetype(FONT, 18) if Path(FONT).is_file() else ImageFont.load_default(18)
-    img = Image.new("RGB", (380, 24 + 30 * len(lines)), "white")
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        draw.text((14, 12 + 30 * i), line, fill="black", font=font)
-    return img
+from text_pages import PAGE_LINES, QUERY, render_text_page  # noqa: E402  (after the skips above)
 
 
 @pytest.fixture(scope="module")
 def pages():
-    return [render_page(lines) for lines in PAGE_LINES]
+    return [render_text_page(lines) for lines in PAGE_LINES]
 
 
 @pytest.fixture(scope="module")
