@@ -28,7 +28,7 @@ from rankbridge.rerankers.calibration import sigmoid
 from rankbridge.rerankers.errors import BackendError
 from rankbridge.rerankers.pages import candidate_image, fit_pixels, image_to_data_url
 from rankbridge.rerankers.types import Candidate
-from rankbridge.rerankers.vlm_page import MONOQWEN_PROMPT
+from rankbridge.rerankers.vlm_page import MONOQWEN_PROMPT, check_pixel_range, check_prompt_has_query
 
 from .clients import ChatClient, TokenLogprob
 from .served import ServedModelConfig, ServedModelReranker
@@ -55,16 +55,13 @@ class VLLMPageConfig(ServedModelConfig):
     @field_validator("prompt")
     @classmethod
     def _prompt_has_query(cls, value: str) -> str:
-        if "{query}" not in value:
-            raise ValueError("prompt must contain the placeholder {query}")
-        return value
+        return check_prompt_has_query(value)
 
     @model_validator(mode="after")
     def _answers_differ(self) -> VLLMPageConfig:
         if self.yes_token.strip() == self.no_token.strip():
             raise ValueError("yes_token and no_token must differ")
-        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+        check_pixel_range(self.min_pixels, self.max_pixels)
         return self
 
 

@@ -93,15 +93,25 @@ class VLMPageConfig(RerankerConfig):
     @field_validator("prompt")
     @classmethod
     def _prompt_has_query(cls, value: str) -> str:
-        if "{query}" not in value:
-            raise ValueError("prompt must contain the placeholder {query}")
-        return value
+        return check_prompt_has_query(value)
 
     @model_validator(mode="after")
     def _pixels_in_order(self) -> VLMPageConfig:
-        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+        check_pixel_range(self.min_pixels, self.max_pixels)
         return self
+
+
+def check_prompt_has_query(prompt: str) -> str:
+    """Validator shared by the page configs: the prompt must carry `{query}`."""
+    if "{query}" not in prompt:
+        raise ValueError("prompt must contain the placeholder {query}")
+    return prompt
+
+
+def check_pixel_range(min_pixels: int | None, max_pixels: int | None) -> None:
+    """Validator shared by the page configs: `min_pixels` must not exceed `max_pixels`."""
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
 
 
 @dataclass
