@@ -1,4 +1,4 @@
-"""Cross-encoder speed on CPU: sentence-transformers defaults vs fastembed vs our torch / ONNX fp32 / ONNX int8.
+"""Cross-encoder speed on CPU: sentence-transformers defaults vs fastembed vs our torch / ONNX fp32 / ONNX int8 / torch bf16.
 
 SciFact (BEIR) test queries, each with its BM25 top-k candidates from the whole corpus (bm25s,
 title + text), scored by the MiniLM-L6 cross-encoder (`minilm-l6-ce-weak`, same shape and cost as
@@ -47,6 +47,7 @@ VARIANTS = {
     "torch": "(c) rankbridge cross-encoder, runtime torch",
     "onnx": "(d) rankbridge cross-encoder, runtime onnx fp32",
     "onnx-int8": "(e) rankbridge cross-encoder, runtime onnx int8",
+    "torch-bf16": "(f) rankbridge cross-encoder, runtime torch, dtype bfloat16 (CPUs with AVX512-BF16/AMX)",
 }
 
 
@@ -125,8 +126,13 @@ def build_variant(name: str, model: str):
         return score
     from rankbridge.rerankers import load_reranker
 
-    runtime, quantize = {"torch": ("torch", "none"), "onnx": ("onnx", "none"), "onnx-int8": ("onnx", "int8")}[name]
-    reranker = load_reranker({"backend": "cross-encoder", "model": path, "runtime": runtime, "quantize": quantize})
+    spec = {
+        "torch": {"runtime": "torch"},
+        "onnx": {"runtime": "onnx"},
+        "onnx-int8": {"runtime": "onnx", "quantize": "int8"},
+        "torch-bf16": {"runtime": "torch", "dtype": "bfloat16"},
+    }[name]
+    reranker = load_reranker({"backend": "cross-encoder", "model": path, **spec})
 
     def score(items):
         results = reranker.rank_many([it["query"] for it in items], [it["texts"] for it in items])

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import time
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (CPUs with AVX512-BF16/AMX, recent GPUs)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the model and its checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start phases from scratch even if checkpoints exist")
     p.add_argument("--eval-split", default="test", help="split evaluated before/after (default test; 'none' to skip)")
@@ -72,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-depth", type=int, default=100, help="candidates reranked per query in the evaluation")
     p.add_argument("--fuse", type=float, action="append", default=[],
                    help="also evaluate with fuse_first_stage=W (repeatable)")
+    p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default=None,
+                   help="dtype of the trained model in the evaluation (default: the backend's, float32 on CPU)")
     p.add_argument("--json", type=Path, default=None, help="evaluation JSON (default OUT/eval.json)")
     add_store_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -110,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             base_model=base_model_path(args.base), output_dir=str(args.out), epochs=args.epochs,
             batch_size=args.batch_size, max_length=args.max_length, learning_rate=args.lr,
             head_learning_rate=args.head_lr or None, save_steps=args.save_steps, seed=args.seed,
-            device=args.device, max_steps=args.max_steps,
+            device=args.device, max_steps=args.max_steps, bf16=args.bf16,
         )
         out = train_cross_encoder(train_phases, config, resume=not args.no_resume)
         train_seconds = time.perf_counter() - started
@@ -141,15 +145,44 @@ def evaluate_trained(retriever: Any, args: argparse.Namespace, model: Path) -> d
     ensure_indexed(retriever, dataset)
     stage = "hybrid" if args.first_stage == "bm25" else args.first_stage
     queries = dataset.eval_queries(sample=args.eval_queries, seed=args.seed)
-    built = {"trained": load_reranker({"backend": "cross-encoder", "model": str(model)})}
-    for weight in args.fuse:
-        built[f"trained fuse={weight}"] = load_reranker(
-            {"backend": "cross-encoder", "model": str(model), "fuse_first_stage": weight}
-        )
+    spec: dict[str, Any] = {"backend": "cross-encoder", "model": str(model)}
+    if args.eval_dtype:
+        spec["dtype"] = args.eval_dtype
+    trained = load_reranker(spec)
+    built = {"trained": trained}
+    for weight, variant in fused_variants(trained, args.fuse).items():
+        built[f"trained fuse={weight}"] = variant
     configs = [Configuration(stage)] + [Configuration(stage, name, args.eval_depth) for name in built]
     report = evaluate_configurations(retriever, queries, dataset.qrels, configs, rerankers=built, dataset=dataset.name)
     print(f"{dataset.name} ({args.eval_split}): {report.queries} queries, rerank depth {args.eval_depth}")
     print(report.table())
     data = report.to_dict()
     data["model"] = str(model)
+    data["eval_dtype"] = args.eval_dtype or "auto"
     return data
+
+
+def fused_variants(reranker: Any, weights: list[float]) -> dict[float, Any]:
+    """Copies of `reranker` with `fuse_first_stage` set to each weight. They share its model and
+    its scores: each (query, candidate ids) is scored once, however many weights are evaluated
+    (fusion only changes how the scores are blended, so rescoring would be wasted time)."""
+    if not weights:
+        return {}
+    cache: dict[tuple[str, tuple[Any, ...]], Any] = {}
+    score_many = reranker._score_many
+
+    def shared_score_many(queries, candidate_lists):
+        keys = [(q, tuple(c.id for c in cands)) for q, cands in zip(queries, candidate_lists)]
+        todo = [i for i, key in enumerate(keys) if key not in cache]
+        if todo:
+            fresh = score_many([queries[i] for i in todo], [candidate_lists[i] for i in todo])
+            cache.update((keys[i], scores) for i, scores in zip(todo, fresh))
+        return [cache[key] for key in keys]
+
+    reranker._score_many = shared_score_many
+    variants = {}
+    for weight in weights:
+        variant = copy.copy(reranker)
+        variant.config = reranker.config.model_copy(update={"fuse_first_stage": weight})
+        variants[weight] = variant
+    return variants

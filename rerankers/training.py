@@ -205,6 +205,7 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     max_steps: int = -1
+    bf16: bool = False
     positive_weight: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -216,6 +217,9 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
     `<output_dir>/checkpoints/<phase>`; a finished phase is skipped on the next call and an
     interrupted one resumes from its last checkpoint when `resume` is true. The final model is
     saved at `output_dir`, loadable by `load_reranker({"backend": "cross-encoder", "model": output_dir})`.
+
+    `bf16` trains under bfloat16 autocast (on a CPU with AVX512-BF16 or AMX, about twice as fast
+    as float32); the saved weights stay float32.
 
     When `head_learning_rate` is set, the classification head and pooler — random when the
     base is a bi-encoder — train at that rate and the encoder body at `learning_rate`.
@@ -276,6 +280,7 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
             seed=config.seed,
             report_to="none",
             use_cpu=device == "cpu",
+            bf16=config.bf16,
             dataloader_drop_last=False,
             disable_tqdm=False,
             **config.extra,

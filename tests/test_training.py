@@ -131,3 +131,43 @@ def test_tiny_training_run_resumes_and_loads_as_a_reranker(tiny_base, tmp_path, 
     results = reranker.rank("capital of France", ["Paris is the capital of France.", "Bananas are yellow."])
     assert sorted(results.indices) == [0, 1]
     assert all(0.0 <= r.relevance <= 1.0 for r in results)
+
+
+@pytest.mark.slow
+def test_bf16_training_saves_float32_weights_that_load(tiny_base, tmp_path):
+    from safetensors import safe_open
+
+    from rankbridge.rerankers import load_reranker
+
+    config = TrainingConfig(
+        base_model=str(tiny_base), output_dir=str(tmp_path / "model"), batch_size=4, max_length=64,
+        max_steps=1, save_steps=1, device="cpu", bf16=True,
+    )
+    out = train_cross_encoder([("hard", to_labeled_pairs(mine(), "hard"))], config)
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        dtypes = {str(weights.get_tensor(name).dtype) for name in weights.keys()}
+    assert dtypes == {"torch.float32"}
+    results = load_reranker({"backend": "cross-encoder", "model": str(out)}).rank("fruit", ["Bananas are yellow.", "Paris."])
+    assert sorted(results.indices) == [0, 1]
+
+
+def test_fused_variants_score_once_and_match_a_freshly_fused_reranker(model_dir):
+    from rankbridge.integrations.cli_train import fused_variants
+    from rankbridge.rerankers import Candidate, load_reranker
+
+    spec = {"backend": "cross-encoder", "model": str(model_dir / "minilm-l6-ce-weak")}
+    trained = load_reranker(spec)
+    calls = []
+    score_many = trained._score_many
+    trained._score_many = lambda queries, lists: calls.append(len(queries)) or score_many(queries, lists)
+    variants = fused_variants(trained, [0.0, 0.5])
+    candidates = [Candidate(id=d, text=CORPUS[d]["text"], score=float(s)) for d, s in
+                  (("lyon", 9.0), ("banana", 8.0), ("paris", 7.0), ("rome", 6.0))]
+    assert trained.rank("capital city of France", candidates).indices[0] == 2  # Paris
+    half = variants[0.5].rank("capital city of France", candidates)
+    assert variants[0.0].rank("capital city of France", candidates).indices == [0, 1, 2, 3]
+    assert calls == [1]  # three rankings, one scoring
+    fresh = load_reranker({**spec, "fuse_first_stage": 0.5}).rank("capital city of France", candidates)
+    assert half.indices == fresh.indices
+    assert [r.relevance for r in half] == pytest.approx([r.relevance for r in fresh])
+    assert trained.config.fuse_first_stage is None
