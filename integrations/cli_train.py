@@ -117,13 +117,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device, max_steps=args.max_steps, bf16=args.bf16,
         )
         out = train_cross_encoder(train_phases, config, resume=not args.no_resume)
-        train_seconds = time.perf_counter() - started
-        print(f"model written to {out} after {train_seconds / 60:.1f} min")
+        command_seconds = time.perf_counter() - started
+        record = json.loads((out / "rankbridge_training.json").read_text())
+        print(f"model written to {out} after {command_seconds / 60:.1f} min "
+              f"(trainer {record['train_seconds'] / 60:.1f} min over all runs)")
         if args.eval_split != "none":
             if retriever is None:
                 retriever = open_retriever(args)
             report = evaluate_trained(retriever, args, out)
-            report["train_seconds"] = train_seconds
+            # Trainer time summed over every run that trained (a rerun that only evaluates
+            # reports the original training time); the whole command's time beside it.
+            report["train_seconds"] = record.get("train_seconds")
+            report["phase_seconds"] = record.get("phase_seconds")
+            report["command_seconds"] = command_seconds
             path = args.json or args.out / "eval.json"
             path.write_text(json.dumps(report, indent=2))
             print(f"evaluation written to {path}")

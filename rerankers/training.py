@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -296,11 +297,27 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
         resume_from = str(checkpoints[-1]) if (resume and checkpoints) else None
         if resume_from:
             logger.info("phase '%s': resuming from %s", name, resume_from)
+        started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
+        _add_phase_seconds(phase_dir, time.perf_counter() - started)
         model.save(str(final))
     model.save(str(out))
-    (out / "rankbridge_training.json").write_text(json.dumps(asdict(config), indent=2))
+    record = asdict(config)
+    record["phase_seconds"] = {name: _phase_seconds(out / "checkpoints" / name) for name, _ in phases}
+    record["train_seconds"] = sum(record["phase_seconds"].values())
+    (out / "rankbridge_training.json").write_text(json.dumps(record, indent=2))
     return out
+
+
+def _phase_seconds(phase_dir: Path) -> float:
+    path = phase_dir / "train_seconds.json"
+    return float(json.loads(path.read_text())["seconds"]) if path.is_file() else 0.0
+
+
+def _add_phase_seconds(phase_dir: Path, seconds: float) -> None:
+    """Trainer time of a phase, summed over its interrupted and resumed runs."""
+    total = _phase_seconds(phase_dir) + seconds
+    (phase_dir / "train_seconds.json").write_text(json.dumps({"seconds": total}))
 
 
 __all__ = [

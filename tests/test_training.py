@@ -126,6 +126,10 @@ def test_tiny_training_run_resumes_and_loads_as_a_reranker(tiny_base, tmp_path, 
     assert "already finished" in caplog.text and "resuming from" in caplog.text
     state = json.loads((out / "checkpoints" / "hard" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+    # The skipped phase keeps the time it took; the resumed one adds its second run's.
+    record = json.loads((out / "rankbridge_training.json").read_text())
+    assert record["phase_seconds"]["random"] > 0 and record["phase_seconds"]["hard"] > 0
+    assert record["train_seconds"] == pytest.approx(sum(record["phase_seconds"].values()))
 
     reranker = load_reranker({"backend": "cross-encoder", "model": str(out)})
     results = reranker.rank("capital of France", ["Paris is the capital of France.", "Bananas are yellow."])
