@@ -315,7 +315,8 @@ def _phase_seconds(phase_dir: Path) -> float:
 
 
 def _add_phase_seconds(phase_dir: Path, seconds: float) -> None:
-    """Trainer time of a phase, summed over its interrupted and resumed runs."""
+    """Trainer time of a phase, summed over every run of it that returned (a run killed midway
+    leaves no time; the run that resumes it adds its own)."""
     total = _phase_seconds(phase_dir) + seconds
     (phase_dir / "train_seconds.json").write_text(json.dumps({"seconds": total}))
 
