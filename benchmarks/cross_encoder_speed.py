@@ -216,6 +216,13 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------------------- main
 
 
+def write_report(path: str | Path, report: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
 def rss_child(args) -> None:
     # The pairs come from the parent as JSON, so building the BM25 index (whose own peak would
     # mask the model's) never happens in this process.
@@ -348,10 +355,7 @@ def main(argv=None) -> int:
         )
     for name, note in notes.items():
         print(f"{name}: {note}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(args.json, report)
     return 0
 
 

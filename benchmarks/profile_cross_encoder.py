@@ -12,7 +12,7 @@ traced to the kernels (matmul, attention, layer norm, tokenization outside the m
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,8 +47,6 @@ def profile_variant(name: str, model: str, items, top: int) -> dict:
 
 
 def main(argv=None) -> int:
-    import os
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="minilm-l6-ce-weak")
     parser.add_argument("--data", default=str(Path(os.environ["RANKBRIDGE_DATA_DIR"]) / "beir" / "scifact"))
@@ -73,10 +71,8 @@ def main(argv=None) -> int:
         print(f"  {'operator':<44} {'self ms':>9} {'share':>6} {'calls':>6}")
         for row in variant["top_ops"]:
             print(f"  {row['op'][:44]:<44} {row['self_cpu_ms']:>9.0f} {row['share']:>6.1%} {row['calls']:>6}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {out}")
+    print()
+    bench.write_report(args.json, report)
     return 0
 
 
