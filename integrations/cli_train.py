@@ -171,7 +171,9 @@ def evaluate_trained(retriever: Any, args: argparse.Namespace, model: Path) -> d
 def fused_variants(reranker: Any, weights: list[float]) -> dict[float, Any]:
     """Copies of `reranker` with `fuse_first_stage` set to each weight. They share its model and
     its scores: each (query, candidate ids) is scored once, however many weights are evaluated
-    (fusion only changes how the scores are blended, so rescoring would be wasted time)."""
+    (fusion only changes how the scores are blended, so rescoring would be wasted time).
+    `reranker` itself is switched to the shared scores too, so rank it first or last alike; the
+    cache lives as long as the rerankers do (one evaluation)."""
     if not weights:
         return {}
     cache: dict[tuple[str, tuple[Any, ...]], Any] = {}
