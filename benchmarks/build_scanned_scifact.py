@@ -198,13 +198,13 @@ def build(args: argparse.Namespace) -> Path:
 
 
 def default_out(queries: int, candidates: int, seed: int) -> Path:
-    from rankbridge.rerankers.models import cache_dir
+    from rankbridge.rerankers.core.paths import cache_dir
 
     return cache_dir(f"scifact-scanned-q{queries}-c{candidates}-s{seed}")
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from rankbridge.rerankers.models import data_dir
+    from rankbridge.rerankers.core.paths import data_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scifact-dir", default=str(data_dir() / "beir" / "scifact"))

@@ -98,7 +98,7 @@ def _stemmer():
 
 def build_variant(name: str, model: str):
     """Return score(items) -> list of score arrays (one per query, input order)."""
-    from rankbridge.rerankers.models import resolve_model
+    from rankbridge.rerankers.core.paths import resolve_model
 
     path = resolve_model(model)
     if name == "st":
@@ -149,7 +149,7 @@ def _fastembed_encoder(model_path: str):
 
     from fastembed.common.model_description import ModelSource
     from fastembed.rerank.cross_encoder import TextCrossEncoder
-    from rankbridge.rerankers.onnx_export import export_onnx, onnx_cache_folder
+    from rankbridge.rerankers.runtime.onnx import export_onnx, onnx_cache_folder
 
     plain = export_onnx(model_path, quantize="none", optimize=False)
     folder = onnx_cache_folder(model_path) / "fastembed"

@@ -27,11 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_compare import DIM, synthetic  # noqa: E402  (one synthetic-data helper for both benchmarks)
 
-from rankbridge.integrations.beir import load_beir  # noqa: E402
-from rankbridge.integrations.embeddings import Bm25Embedder, OnnxDenseEmbedder  # noqa: E402
-from rankbridge.integrations.evaluation import METRICS, evaluate  # noqa: E402
-from rankbridge.integrations.qdrant import HybridRetriever, _EdgeStore, _Request, point_id  # noqa: E402
-from rankbridge.rerankers.models import data_dir  # noqa: E402
+from rankbridge.integrations.evaluation.beir import load_beir  # noqa: E402
+from rankbridge.integrations.first_stage.embeddings import Bm25Embedder, OnnxDenseEmbedder  # noqa: E402
+from rankbridge.integrations.evaluation.metrics import METRICS, evaluate  # noqa: E402
+from rankbridge.integrations.first_stage.qdrant import HybridRetriever, _EdgeStore, _Request, point_id  # noqa: E402
+from rankbridge.rerankers.core.paths import data_dir  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -75,7 +75,7 @@ def latency_synthetic(size: int, n_queries: int, folder: Path) -> dict:
     rng = np.random.default_rng(0)
     dense, sparse = synthetic(size, rng, terms=60)
     q_dense, q_sparse = synthetic(n_queries, rng, terms=8)
-    from rankbridge.integrations.embeddings import SparseVector
+    from rankbridge.integrations.first_stage.embeddings import SparseVector
 
     store = _EdgeStore(folder / "synthetic", {"dense": "synthetic", "sparse": "synthetic", "dim": DIM})
     start = time.perf_counter()

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rankbridge.integrations.beir import load_beir
-from rankbridge.integrations.evaluation import evaluate
-from rankbridge.llm_rankers.listwise import ListwiseReranker
-from rankbridge.llm_rankers.scheduler import apply_window, plan_windows, slide
-from rankbridge.llm_rankers.server import VLLMServerProcess
-from rankbridge.rerankers.gguf import ensure_safetensors
-from rankbridge.rerankers.models import data_dir
+from rankbridge.integrations.evaluation.beir import load_beir
+from rankbridge.integrations.evaluation.metrics import evaluate
+from rankbridge.llm_rankers.listwise.reranker import ListwiseReranker
+from rankbridge.llm_rankers.listwise.scheduler import apply_window, plan_windows, slide
+from rankbridge.llm_rankers.engines.vllm_process import VLLMServerProcess
+from rankbridge.rerankers.runtime.gguf import ensure_safetensors
+from rankbridge.rerankers.core.paths import data_dir
 
 logger = logging.getLogger("listwise_cost")
 

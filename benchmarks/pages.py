@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_scanned_scifact import default_out  # noqa: E402
 from build_scanned_scifact import main as build_main  # noqa: E402
 
-from rankbridge.integrations.evaluation import evaluate  # noqa: E402
+from rankbridge.integrations.evaluation.metrics import evaluate  # noqa: E402
 from rankbridge.rerankers import Candidate, load_reranker  # noqa: E402
 
 logger = logging.getLogger("pages-benchmark")

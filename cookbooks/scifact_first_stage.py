@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from rankbridge.integrations.beir import BeirDataset, load_beir
-from rankbridge.integrations.qdrant import HybridRetriever
-from rankbridge.rerankers.models import cache_dir, data_dir
+from rankbridge.integrations.evaluation.beir import BeirDataset, load_beir
+from rankbridge.integrations.first_stage.qdrant import HybridRetriever
+from rankbridge.rerankers.core.paths import cache_dir, data_dir
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Dict, List, Optional, Union
 
-from rankbridge.rerankers.errors import require
+from rankbridge.rerankers.core.errors import require
 
 require("langchain_core", extra="langchain", package="langchain-core")
 
@@ -19,11 +19,11 @@ from langchain_core.callbacks import Callbacks  # noqa: E402
 from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
 from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
 
-from rankbridge.rerankers.base import Reranker  # noqa: E402
-from rankbridge.rerankers.types import Candidate, RankedResults  # noqa: E402
+from rankbridge.rerankers.core.base import Reranker  # noqa: E402
+from rankbridge.rerankers.core.types import Candidate, RankedResults  # noqa: E402
 
-from ._candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
-from ._lazy_reranker import LazyReranker  # noqa: E402
+from rankbridge.integrations.adapters.candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
+from rankbridge.integrations.adapters.lazy_reranker import LazyReranker  # noqa: E402
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 RETRIEVAL_SCORE_KEY = "retrieval_score"

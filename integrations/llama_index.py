@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Union
 
-from rankbridge.rerankers.errors import require
+from rankbridge.rerankers.core.errors import require
 
 require("llama_index.core", extra="llama-index", package="llama-index-core")
 
@@ -23,11 +23,11 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
 
-from rankbridge.rerankers.base import Reranker  # noqa: E402
-from rankbridge.rerankers.types import Candidate, RankedResults  # noqa: E402
+from rankbridge.rerankers.core.base import Reranker  # noqa: E402
+from rankbridge.rerankers.core.types import Candidate, RankedResults  # noqa: E402
 
-from ._candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
-from ._lazy_reranker import LazyReranker  # noqa: E402
+from rankbridge.integrations.adapters.candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
+from rankbridge.integrations.adapters.lazy_reranker import LazyReranker  # noqa: E402
 
 dispatcher = get_dispatcher(__name__)
 

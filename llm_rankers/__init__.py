@@ -7,11 +7,11 @@ Example:
     [1, 2, 0]
 """
 
-from .clients import ChatResult, InProcessVLLMClient, OpenAIChatClient, TokenLogprob
-from .listwise import ListwiseConfig, ListwiseReranker, ListwiseStats
-from .parser import ParsedPermutation, order_from_logprobs, parse_permutation
-from .prompts import PromptTemplate
-from .scheduler import estimate_calls, plan_windows
+from rankbridge.llm_rankers.engines.clients import ChatResult, InProcessVLLMClient, OpenAIChatClient, TokenLogprob
+from rankbridge.llm_rankers.listwise.reranker import ListwiseConfig, ListwiseReranker, ListwiseStats
+from rankbridge.llm_rankers.listwise.parser import ParsedPermutation, order_from_logprobs, parse_permutation
+from rankbridge.llm_rankers.listwise.prompts import PromptTemplate
+from rankbridge.llm_rankers.listwise.scheduler import estimate_calls, plan_windows
 
 __all__ = [
     "ChatResult",

@@ -5,16 +5,17 @@ serves the synchronous `rank` without blocking a caller's loop."""
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 import threading
 from typing import Any
 
 from pydantic import Field, SecretStr
 
-from rankbridge.rerankers.base import Reranker, Scores
-from rankbridge.rerankers.config import RerankerConfig
-from rankbridge.rerankers.types import Candidate
+from rankbridge.rerankers.core.base import Reranker, Scores
+from rankbridge.rerankers.core.config import RerankerConfig
+from rankbridge.rerankers.core.types import Candidate
 
-from .clients import BackgroundLoop, ChatClient, OpenAIChatClient
+from rankbridge.llm_rankers.engines.clients import BackgroundLoop, ChatClient, OpenAIChatClient
 
 
 class ServedModelConfig(RerankerConfig):
@@ -59,14 +60,16 @@ class ServedModelReranker(Reranker):
             max_concurrency=cfg.max_concurrency,
         )
 
-    def _score(self, query: str, candidates: list[Candidate]) -> Scores:
-        return self._loop.run(self._ascore(query, candidates))
+    def _score_batch(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:
+        return self._loop.run(self._ascore_batch(queries, candidate_lists))
 
-    def _score_many(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:
-        async def all_queries() -> list[Scores]:
-            return list(await asyncio.gather(*(self._ascore(q, c) for q, c in zip(queries, candidate_lists))))
+    async def _ascore_batch(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:
+        """Every query at once (requests interleave under `max_concurrency`)."""
+        return list(await asyncio.gather(*(self._ascore_query(q, c) for q, c in zip(queries, candidate_lists))))
 
-        return self._loop.run(all_queries())
+    @abstractmethod
+    async def _ascore_query(self, query: str, candidates: list[Candidate]) -> Scores:
+        """Score one query's candidates over the server."""
 
     def close(self) -> None:
         if isinstance(self._client, OpenAIChatClient):

@@ -23,15 +23,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from rankbridge.rerankers.base import Scores
-from rankbridge.rerankers.calibration import sigmoid
-from rankbridge.rerankers.errors import BackendError
-from rankbridge.rerankers.pages import candidate_image, fit_pixels, image_to_data_url
-from rankbridge.rerankers.types import Candidate
-from rankbridge.rerankers.vlm_page import MONOQWEN_PROMPT, check_pixel_range, check_prompt_has_query
+from rankbridge.rerankers.core.base import Scores
+from rankbridge.rerankers.core.calibration import sigmoid
+from rankbridge.rerankers.core.errors import BackendError
+from rankbridge.rerankers.pages.images import candidate_image, fit_pixels, image_to_data_url
+from rankbridge.rerankers.core.types import Candidate
+from rankbridge.rerankers.pages.prompt import MONOQWEN_PROMPT, check_pixel_range, check_prompt_has_query
 
-from .clients import ChatClient, TokenLogprob
-from .served import ServedModelConfig, ServedModelReranker
+from rankbridge.llm_rankers.engines.clients import ChatClient, TokenLogprob
+from rankbridge.llm_rankers.served import ServedModelConfig, ServedModelReranker
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def yes_no_score(alternatives: list[TokenLogprob], yes: str, no: str) -> tuple[f
     Returns (score, yes_found, no_found). A missing answer gets the lowest returned logprob.
 
     Example:
-        >>> from rankbridge.llm_rankers.clients import TokenLogprob
+        >>> from rankbridge.llm_rankers.engines.clients import TokenLogprob
         >>> round(yes_no_score([TokenLogprob("True", -0.1), TokenLogprob("False", -2.4)], "True", "False")[0], 2)
         2.3
     """
@@ -148,7 +148,7 @@ class VLLMPageReranker(ServedModelReranker):
 
     # ------------------------------------------------------------------ scoring
 
-    async def _ascore(self, query: str, candidates: list[Candidate]) -> Scores:
+    async def _ascore_query(self, query: str, candidates: list[Candidate]) -> Scores:
         urls = [self._image_url(i, c) for i, c in enumerate(candidates)]
         scores = await asyncio.gather(*(self._score_page(query, url) for url in urls))
         raw = np.asarray(scores, dtype=np.float64)

@@ -6,17 +6,15 @@ Example:
     [1, 0]
 """
 
-from .base import Reranker, Scores
-from .config import RerankerConfig
-from .errors import BackendError, CandidateError, ConfigError, MissingDependencyError, RankbridgeError
-from .identity import IdentityConfig, IdentityReranker
-from .lexical import LexicalConfig, LexicalReranker
-from .loader import load_reranker
-from .registry import available_backends, get_backend, register_backend
-from .types import Candidate, RankedResult, RankedResults
+from rankbridge.rerankers.core.base import Reranker, Scores
+from rankbridge.rerankers.core.config import RerankerConfig
+from rankbridge.rerankers.core.errors import BackendError, CandidateError, ConfigError, MissingDependencyError, RankbridgeError
+from rankbridge.rerankers.backends.identity import IdentityConfig, IdentityReranker
+from rankbridge.rerankers.backends.lexical import LexicalConfig, LexicalReranker
+from rankbridge.rerankers.core.loader import load_reranker
+from rankbridge.rerankers.core.registry import available_backends, get_backend, register_backend
+from rankbridge.rerankers.core.types import Candidate, RankedResult, RankedResults
 
-register_backend("identity", IdentityReranker)
-register_backend("lexical", LexicalReranker)
 
 __all__ = [
     "BackendError",

@@ -41,7 +41,7 @@ def test_wheel_imports_every_subpackage(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(unpacked)
         names = zf.namelist()
-    assert any(n.startswith("rankbridge/llm_rankers/prompts/") for n in names) or not (ROOT / "llm_rankers" / "prompts").exists()
+    assert any(n.startswith("rankbridge/llm_rankers/listwise/templates/") for n in names) or not (ROOT / "llm_rankers" / "listwise" / "templates").exists()
     packages = sorted(source_packages())
     # Import from the unpacked wheel only: drop the editable install's finder first.
     code = (
@@ -67,6 +67,6 @@ def test_importing_the_core_stays_light():
 
 
 def test_readme_config_table_is_current():
-    from rankbridge.rerankers.docs import main
+    from rankbridge.rerankers.core.config_table import main
 
     assert main(["--check", str(ROOT / "README.md")]) == 0

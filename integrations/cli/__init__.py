@@ -1,0 +1,1 @@
+"""The `rankbridge` command line (`main`): one module per command."""

@@ -1,0 +1,1 @@
+"""Evaluation: BEIR loading (`beir`), metrics and reranked runs (`metrics`)."""

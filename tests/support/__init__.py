@@ -1,0 +1,1 @@
+"""Helpers the tests share: tiny data files, rendered pages, and test doubles (each named as one)."""
