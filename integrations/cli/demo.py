@@ -16,7 +16,7 @@ from pathlib import Path
 from rankbridge.rerankers.core.errors import ConfigError, MissingDependencyError
 from rankbridge.rerankers.core.paths import data_dir, is_local, resolve_model
 
-from rankbridge.integrations.cli.first_stage import add_store_arguments, ensure_indexed, open_retriever
+from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,12 @@ from rankbridge.rerankers.core.errors import RankbridgeError
 
 # subcommand module -> what it registers (the names are for `--help` only)
 COMMANDS: dict[str, str] = {
-    "rankbridge.integrations.cli.first_stage": "index, search, eval",
+    "rankbridge.integrations.cli.index": "index",
+    "rankbridge.integrations.cli.search": "search",
+    "rankbridge.integrations.cli.eval": "eval",
     "rankbridge.integrations.cli.demo": "demo",
     "rankbridge.integrations.cli.train": "train",
+    "rankbridge.integrations.cli.backends": "backends",
 }
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rankbridge.integrations.cli.first_stage import add_store_arguments, ensure_indexed, open_retriever
+from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
 
 logger = logging.getLogger(__name__)
 

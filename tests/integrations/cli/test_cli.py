@@ -79,6 +79,7 @@ def test_subcommands_come_from_the_command_table():
     for action in parser._subparsers._group_actions:
         names |= set(action.choices)
     assert {"index", "search", "eval", "demo"} <= names
+    assert "backends" in names
 
 
 def test_console_script_is_installed():
@@ -86,3 +87,33 @@ def test_console_script_is_installed():
     assert script.exists(), "the rankbridge console script is not installed next to this interpreter"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "demo" in result.stdout
+
+
+def test_backends_lists_every_backend_its_extra_and_whether_it_imports(capsys, monkeypatch):
+    from rankbridge.rerankers import Reranker, register_backend
+    from rankbridge.rerankers.core import registry
+
+    monkeypatch.setitem(
+        registry.BUILTIN_BACKENDS, "gone", registry.BuiltinBackend("rankbridge.rerankers.backends.not_there:Gone", "gone-extra")
+    )
+
+    class Plugged(Reranker):
+        def _score_batch(self, queries, candidate_lists):  # pragma: no cover - never scored here
+            raise AssertionError
+
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY})  # the registration below is undone afterwards
+    register_backend("plugged-in", Plugged, overwrite=True)
+
+    code, out, _ = run(capsys, "backends")
+    assert code == 0
+    rows = {line.split()[0]: line.split(None, 2) for line in out.splitlines()[1:]}
+    assert set(registry.BUILTIN_BACKENDS) | {"plugged-in"} <= set(rows)
+    assert rows["lexical"][1:] == ["core", "yes"]
+    assert rows["cross-encoder"][1] == "cross-encoder" and rows["plugged-in"][1:] == ["plugin", "yes"]
+    assert rows["gone"][1] == "gone-extra" and rows["gone"][2].startswith("no: ")
+    assert "rankbridge[gone-extra]" in rows["gone"][2] and "\n" not in rows["gone"][2]
+
+    code, out, _ = run(capsys, "backends", "--json")
+    data = {row["name"]: row for row in json.loads(out)}
+    assert data["gone"]["imports"] is False and "not_there" in data["gone"]["reason"]
+    assert data["identity"] == {"name": "identity", "extra": "core", "imports": True, "reason": ""}

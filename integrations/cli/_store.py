@@ -1,0 +1,49 @@
+"""Store options and helpers shared by every subcommand that opens the Qdrant first stage
+(`index`, `search`, `eval`, `demo`, `train`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from rankbridge.rerankers.core.paths import cache_dir
+
+logger = logging.getLogger(__name__)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """--store / --collection / --url / --api-key, shared by every subcommand that opens a store."""
+    group = parser.add_argument_group("store")
+    group.add_argument("--store", type=Path, default=None, help="embedded store folder (default: $RANKBRIDGE_CACHE_DIR/stores/default)")
+    group.add_argument("--collection", default="rankbridge", help="collection name (default: rankbridge)")
+    group.add_argument("--url", default=None, help="a Qdrant server URL instead of the embedded store")
+    group.add_argument("--api-key", default=None, help="the Qdrant server's API key")
+    group.add_argument("--fusion", choices=["rrf", "dbsf"], default="rrf", help="hybrid fusion (default: rrf)")
+    group.add_argument("--rrf-k", type=int, default=2, help="RRF constant (Qdrant's default: 2)")
+
+
+def open_retriever(args: argparse.Namespace, default_store: str = "default"):
+    from rankbridge.integrations.first_stage.qdrant import HybridRetriever
+
+    path = args.store if args.store is not None else cache_dir("stores", default_store)
+    return HybridRetriever(
+        path=None if args.url else path,
+        url=args.url,
+        api_key=args.api_key,
+        collection_name=args.collection,
+        fusion=args.fusion,
+        rrf_k=args.rrf_k,
+    )
+
+
+def ensure_indexed(retriever: Any, dataset: Any) -> None:
+    """Index `dataset` unless the collection already holds exactly its documents (cached)."""
+    have = retriever.count()
+    if have == len(dataset.corpus):
+        logger.info("collection already holds %d documents; not re-indexing", have)
+        return
+    if have:
+        logger.warning("collection holds %d documents, the corpus %d: upserting the corpus", have, len(dataset.corpus))
+    retriever.index(dataset.documents())
