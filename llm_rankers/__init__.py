@@ -7,7 +7,9 @@ Example:
     [1, 2, 0]
 """
 
-from rankbridge.llm_rankers.engines.clients import ChatResult, InProcessVLLMClient, OpenAIChatClient, TokenLogprob
+from rankbridge.llm_rankers.engines.chat import ChatResult, TokenLogprob
+from rankbridge.llm_rankers.engines.openai_http import OpenAIChatClient
+from rankbridge.llm_rankers.engines.vllm_inprocess import InProcessVLLMClient
 from rankbridge.llm_rankers.listwise.reranker import ListwiseConfig, ListwiseReranker, ListwiseStats
 from rankbridge.llm_rankers.listwise.parser import ParsedPermutation, order_from_logprobs, parse_permutation
 from rankbridge.llm_rankers.listwise.prompts import PromptTemplate

@@ -15,7 +15,8 @@ from rankbridge.rerankers.core.base import Reranker, Scores
 from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.types import Candidate
 
-from rankbridge.llm_rankers.engines.clients import BackgroundLoop, ChatClient, OpenAIChatClient
+from rankbridge.llm_rankers.engines.chat import BackgroundLoop, ChatClient
+from rankbridge.llm_rankers.engines.openai_http import OpenAIChatClient
 
 
 class ServedModelConfig(RerankerConfig):

@@ -30,7 +30,7 @@ from rankbridge.rerankers.pages.images import candidate_image, fit_pixels, image
 from rankbridge.rerankers.core.types import Candidate
 from rankbridge.rerankers.pages.prompt import MONOQWEN_PROMPT, check_pixel_range, check_prompt_has_query
 
-from rankbridge.llm_rankers.engines.clients import ChatClient, TokenLogprob
+from rankbridge.llm_rankers.engines.chat import ChatClient, TokenLogprob
 from rankbridge.llm_rankers.served import ServedModelConfig, ServedModelReranker
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def yes_no_score(alternatives: list[TokenLogprob], yes: str, no: str) -> tuple[f
     Returns (score, yes_found, no_found). A missing answer gets the lowest returned logprob.
 
     Example:
-        >>> from rankbridge.llm_rankers.engines.clients import TokenLogprob
+        >>> from rankbridge.llm_rankers.engines.chat import TokenLogprob
         >>> round(yes_no_score([TokenLogprob("True", -0.1), TokenLogprob("False", -2.4)], "True", "False")[0], 2)
         2.3
     """

