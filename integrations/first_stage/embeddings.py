@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from rankbridge.rerankers.core.errors import ConfigError, require
-from rankbridge.rerankers.core.paths import cache_dir, content_hash, resolve_model
+from rankbridge.rerankers.core.paths import atomic_file, cache_dir, content_hash, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -179,17 +179,16 @@ def export_onnx(model_dir: Path, quantize: str = "int8", name: str | None = None
         _fuse(model_dir, raw, fused)
     if quantize == "int8":
         quantization = require("onnxruntime.quantization", extra="onnx", package="onnxruntime")
-        tmp = target.with_suffix(".tmp.onnx")
         # Per-channel weights keep cosine to fp32 at ~0.99 (per-tensor: ~0.93 on this model).
-        quantization.quantize_dynamic(
-            str(fused),
-            str(tmp),
-            weight_type=quantization.QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul", "Attention"],
-            extra_options={"DefaultTensorType": 1},  # fused ops have no inferred type: float
-        )
-        tmp.replace(target)
+        with atomic_file(target) as tmp:
+            quantization.quantize_dynamic(
+                str(fused),
+                str(tmp),
+                weight_type=quantization.QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul", "Attention"],
+                extra_options={"DefaultTensorType": 1},  # fused ops have no inferred type: float
+            )
     return target
 
 
@@ -199,9 +198,8 @@ def _fuse(model_dir: Path, source: Path, target: Path) -> None:
     model = optimizer.optimize_model(
         str(source), model_type="bert", num_heads=config["num_attention_heads"], hidden_size=config["hidden_size"]
     )
-    tmp = target.with_suffix(".tmp.onnx")
-    model.save_model_to_file(str(tmp))
-    tmp.replace(target)
+    with atomic_file(target) as tmp:
+        model.save_model_to_file(str(tmp))
 
 
 def _export_fp32(model_dir: Path, target: Path) -> None:
@@ -224,9 +222,8 @@ def _export_fp32(model_dir: Path, target: Path) -> None:
     # eager attention exports the pattern ONNX Runtime's optimizer fuses into one Attention op
     encoder = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     example = torch.ones(2, 8, dtype=torch.long)
-    tmp = target.with_suffix(".tmp.onnx")
     axes = {0: "batch", 1: "tokens"}
-    with torch.no_grad():
+    with torch.no_grad(), atomic_file(target) as tmp:
         torch.onnx.export(
             MeanPooled(encoder),
             (example, example, torch.zeros_like(example)),
@@ -237,7 +234,6 @@ def _export_fp32(model_dir: Path, target: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    tmp.replace(target)
 
 
 class SentenceTransformerEmbedder:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rankbridge.rerankers.core.errors import require
+from rankbridge.rerankers.core.paths import atomic_write_text
 from rankbridge.rerankers.pages.images import image_hash, load_image
 
 logger = logging.getLogger(__name__)
@@ -167,10 +168,7 @@ class PageOCR:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)  # atomic: a reader never sees half a file
+            atomic_write_text(path, text)  # a reader never sees half a file
         except OSError as exc:
             logger.warning("could not write the OCR cache file %s: %s", path, exc)
 

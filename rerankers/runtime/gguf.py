@@ -16,17 +16,15 @@ Command line (prints the folder; used by the vLLM setup script):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import logging
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from rankbridge.rerankers.core.errors import BackendError, MissingDependencyError, require
-from rankbridge.rerankers.core.paths import cache_dir
+from rankbridge.rerankers.core.paths import atomic_folder, cache_dir, file_hash
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +56,6 @@ def smollm2_gguf_path() -> Path:
     raise MissingDependencyError(
         f"package {SMOLLM2_PACKAGE} is installed but holds no {SMOLLM2_FILE}; reinstall it: {install}"
     )
-
-
-def file_hash(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """sha256 (first 16 hex digits) of one file's bytes: the cache key of a converted GGUF."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def ensure_safetensors(gguf_path: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None) -> Path:
@@ -105,25 +94,18 @@ def ensure_safetensors(gguf_path: str | os.PathLike | None = None, out_dir: str 
 
 
 def _build_atomically(target: Path, write) -> None:
-    """Run `write(staging_folder)` and rename the result to `target`. Debris of an earlier crash
-    in the cache (a `target` without config.json) is removed first; a crash now leaves only a
-    hidden staging folder, never mistaken for a finished one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Run `write(staging_folder)` and rename the result to `target` (`atomic_folder`). Debris of
+    an earlier crash in the cache (a `target` without config.json) is removed first; a crash now
+    leaves only a hidden staging folder, never mistaken for a finished one."""
     if target.exists():
         shutil.rmtree(target, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        write(staging)
-        _make_readable(staging)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            # Another process finished first (target now a non-empty folder): keep theirs.
-            if not (target / _COMPLETE_MARKER).is_file():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        with atomic_folder(target) as staging:
+            write(staging)
+    except FileExistsError:
+        # Another process finished first: keep theirs when it is a finished conversion.
+        if not (target / _COMPLETE_MARKER).is_file():
+            raise
 
 
 def _write_converted(source: Path, out: Path) -> None:
@@ -138,13 +120,6 @@ def _write_converted(source: Path, out: Path) -> None:
     _drop_gguf_quantizer(model, source)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-
-
-def _make_readable(folder: Path) -> None:
-    # mkdtemp creates the folder 0700; the cache is shared by every tool of this user and the vLLM server.
-    folder.chmod(0o755)
-    for file in folder.iterdir():
-        file.chmod(0o644)
 
 
 def _drop_gguf_quantizer(model, source: Path) -> None:
