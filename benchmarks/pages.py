@@ -101,13 +101,13 @@ def quality(args, folder, corpus, queries, qrels, candidates) -> dict:
     page_lists = {q: page_candidates(folder, corpus, listed) for q, listed in candidates.items()}
     text_lists = {q: text_candidates(corpus, listed) for q, listed in candidates.items()}
     inner = load_reranker(args.inner)
-    ocr = load_reranker({"backend": "ocr-page", "inner": args.inner, "ocr_threads": args.ocr_threads})
+    ocr = load_reranker({"backend": "ocr-page", "inner": args.inner, "num_threads": args.ocr_threads})
     started = time.perf_counter()
     ocr_run = rank_all(ocr, queries, page_lists)
     ocr_seconds = time.perf_counter() - started
     clean_run = rank_all(inner, queries, text_lists)
     # Ablation: the same OCR text (from the cache) without restoring dropped spaces.
-    raw_ocr = load_reranker({"backend": "ocr-page", "inner": args.inner, "restore_spaces": False, "progress": False})
+    raw_ocr = load_reranker({"backend": "ocr-page", "inner": args.inner, "restore_spaces": False, "show_progress_bar": False})
     raw_run = rank_all(raw_ocr, queries, page_lists)
     first_stage = {q: [d for d, _ in listed] for q, listed in candidates.items()}
     scores = {
@@ -146,7 +146,7 @@ def speed(args, folder, corpus, queries, candidates) -> dict:
     rows = []
     for rep in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="ocr-cache-") as cache:
-            spec = {"backend": "ocr-page", "inner": args.inner, "cache_dir": cache, "ocr_threads": args.ocr_threads, "progress": False}
+            spec = {"backend": "ocr-page", "inner": args.inner, "cache_dir": cache, "num_threads": args.ocr_threads, "show_progress_bar": False}
             reranker = load_reranker(spec)
             reranker.inner.rank("warm up", ["load the model weights before timing"])
             t0 = time.perf_counter()

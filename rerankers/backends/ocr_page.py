@@ -48,14 +48,14 @@ class OCRPageConfig(RerankerConfig):
         "\"the risk of\"; wordninja's unigram model, common words only). Applied when text is read, so "
         "the cache holds the raw OCR text.",
     )
-    ocr_threads: int | None = Field(
+    num_threads: int | None = Field(
         None, ge=1, description="ONNX Runtime threads for OCR; default: ONNX Runtime's choice."
     )
     include_candidate_text: bool = Field(
         False,
         description="Append a candidate's own `text` (a caption, a title) after its OCR text before scoring.",
     )
-    progress: bool = Field(True, description="Show a tqdm progress bar while pages are OCR'd.")
+    show_progress_bar: bool = Field(True, description="Show a tqdm bar while pages are OCR'd (when more than one page needs OCR).")
 
     @field_validator("inner")
     @classmethod
@@ -113,10 +113,20 @@ class OCRPageReranker(Reranker):
             memory_cache_size=cfg.memory_cache_size,
             use_angle_cls=cfg.use_angle_cls,
             text_score=cfg.text_score,
-            threads=cfg.ocr_threads,
-            progress=cfg.progress,
-            repair_spaces=cfg.restore_spaces,
+            num_threads=cfg.num_threads,
+            show_progress_bar=cfg.show_progress_bar,
+            restore_spaces=cfg.restore_spaces,
         )
+
+    def model_fingerprint(self) -> str:
+        """The inner reranker's scoring identity (its model's content hash included); the OCR
+        settings are config fields of this backend. Pointwise exactly when the inner reranker is."""
+        from rankbridge.rerankers.core.cache import identity_digest
+
+        return identity_digest(self.inner.scoring_identity())
+
+    def scores_are_pointwise(self) -> bool:
+        return self.inner.scores_are_pointwise()
 
     def ocr_texts(self, candidates: list[Candidate]) -> list[str]:
         """The OCR text of each candidate's page, in order (from the cache where it can)."""

@@ -57,8 +57,9 @@ class PageOCR:
         use_angle_cls: run RapidOCR's 180-degree text-direction classifier (slower; scanned
             pages are rarely upside down).
         text_score: drop recognized lines whose confidence is below this.
-        threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
-        progress: show a tqdm bar when more than one page needs OCR.
+        num_threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
+        show_progress_bar: show a tqdm bar when more than one page needs OCR.
+        restore_spaces: put back spaces the recognizer dropped between English words.
 
     Example:
         >>> ocr = PageOCR(cache_dir=None, memory_cache_size=16)
@@ -72,19 +73,19 @@ class PageOCR:
         memory_cache_size: int = 4096,
         use_angle_cls: bool = False,
         text_score: float = 0.5,
-        threads: int | None = None,
-        progress: bool = True,
+        num_threads: int | None = None,
+        show_progress_bar: bool = True,
         det_limit_side_len: int = 1600,
-        repair_spaces: bool = True,
+        restore_spaces: bool = True,
     ):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.memory_cache_size = memory_cache_size
         self.use_angle_cls = use_angle_cls
         self.text_score = text_score
-        self.threads = threads
-        self.progress = progress
+        self.num_threads = num_threads
+        self.show_progress_bar = show_progress_bar
         self.det_limit_side_len = det_limit_side_len
-        self.repair_spaces = repair_spaces
+        self.restore_spaces = restore_spaces
         self.stats = OCRStats()
         self._memory: OrderedDict[str, str] = OrderedDict()
         self._engine: Any = None
@@ -124,8 +125,8 @@ class PageOCR:
                 "det_limit_type": "max",
                 "det_limit_side_len": self.det_limit_side_len,
             }
-            if self.threads is not None:
-                kwargs.update(intra_op_num_threads=self.threads, inter_op_num_threads=1)
+            if self.num_threads is not None:
+                kwargs.update(intra_op_num_threads=self.num_threads, inter_op_num_threads=1)
             # RapidOCR logs every call at INFO through its own logger; keep it to warnings.
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)
             self._engine = module.RapidOCR(**kwargs)
@@ -197,14 +198,14 @@ class PageOCR:
         if todo:
             from tqdm.auto import tqdm
 
-            bar = tqdm(todo.items(), total=len(todo), desc="OCR pages", unit="page", disable=not self.progress or len(todo) < 2)
+            bar = tqdm(todo.items(), total=len(todo), desc="OCR pages", unit="page", disable=not self.show_progress_bar or len(todo) < 2)
             for key, positions in bar:
                 text = self.read_uncached(images[positions[0]])
                 self._store(key, text)
                 for i in positions:
                     texts[i] = text
         out = [t if t is not None else "" for t in texts]
-        return [restore_spaces(t) for t in out] if self.repair_spaces else out
+        return [restore_spaces(t) for t in out] if self.restore_spaces else out
 
     def read_uncached(self, image: Any) -> str:
         """Run the OCR model on one page (no cache); the raw recognized lines, newline-joined."""

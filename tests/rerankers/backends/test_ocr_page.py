@@ -33,7 +33,7 @@ def shared_cache(tmp_path_factory):
 
 
 def ocr_reranker(cache, **fields):
-    spec = {"backend": "ocr-page", "inner": "lexical", "cache_dir": str(cache), "progress": False}
+    spec = {"backend": "ocr-page", "inner": "lexical", "cache_dir": str(cache), "show_progress_bar": False}
     spec.update(fields)
     return load_reranker(spec)
 
@@ -150,7 +150,7 @@ def test_restore_spaces_splits_merged_words_only():
 
 def test_ocr_cache_key_changes_with_settings(tmp_path):
     assert PageOCR(tmp_path, text_score=0.5).signature != PageOCR(tmp_path, text_score=0.7).signature
-    assert PageOCR(tmp_path, threads=1).signature == PageOCR(tmp_path, threads=2).signature
+    assert PageOCR(tmp_path, num_threads=1).signature == PageOCR(tmp_path, num_threads=2).signature
 
 
 def test_cache_holds_raw_text_and_spaces_are_restored_on_read(tmp_path):
@@ -160,7 +160,7 @@ def test_cache_holds_raw_text_and_spaces_are_restored_on_read(tmp_path):
     path = tmp_path / writer.signature / key[:2] / f"{key}.txt"
     path.parent.mkdir(parents=True)
     path.write_text("Aspirinlowerstheriskofheart attacks")
-    assert PageOCR(tmp_path, repair_spaces=True).read([page]) == ["Aspirin lowers the risk of heart attacks"]
-    raw = PageOCR(tmp_path, repair_spaces=False)
+    assert PageOCR(tmp_path, restore_spaces=True).read([page]) == ["Aspirin lowers the risk of heart attacks"]
+    raw = PageOCR(tmp_path, restore_spaces=False)
     assert raw.read([page]) == ["Aspirinlowerstheriskofheart attacks"]
     assert raw.stats.misses == 0 and raw.stats.disk_hits == 1
