@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "rankbridge.integrations.cli.demo": "demo",
     "rankbridge.integrations.cli.train": "train",
     "rankbridge.integrations.cli.backends": "backends",
+    "rankbridge.integrations.cli.serve": "serve",
 }
 
 
