@@ -153,6 +153,18 @@ class CrossEncoderReranker(Reranker):
             self._forward, accepted = _torch_runner(self.model_path, cfg, self.device)
         self._use_token_types = "token_type_ids" in accepted
 
+    def model_fingerprint(self) -> str:
+        """Content hash of the model folder (computed once), so the score cache never serves the
+        scores of other weights; `scores_are_pointwise` unless relevance is min-max over the list."""
+        if "_fingerprint" not in self.__dict__:
+            from rankbridge.rerankers.core.cache import path_fingerprint
+
+            self._fingerprint = path_fingerprint(self.model_path)
+        return self._fingerprint
+
+    def scores_are_pointwise(self) -> bool:
+        return self.activation != "none"
+
     # ------------------------------------------------------------------ scoring
 
     def _score_batch(self, queries: list[str], candidate_lists: list[list[Candidate]]) -> list[Scores]:

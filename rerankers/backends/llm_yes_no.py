@@ -131,6 +131,18 @@ class LLMYesNoReranker(Reranker):
 
         self._keep_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
+    def model_fingerprint(self) -> str:
+        """Content hash of the model folder (computed once): the score cache never serves another
+        model's scores. Relevance is sigmoid of each pair's log-odds, so scores are pointwise."""
+        if "_fingerprint" not in self.__dict__:
+            from rankbridge.rerankers.core.cache import path_fingerprint
+
+            self._fingerprint = path_fingerprint(self.model_path)
+        return self._fingerprint
+
+    def scores_are_pointwise(self) -> bool:
+        return True
+
     def _single_token(self, text: str, field: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:

@@ -239,6 +239,19 @@ class Reranker(ABC):
             cache = self.__dict__["_rankbridge_score_cache"] = ScoreCache.for_reranker(self)
         return cache
 
+    def cache_stats(self) -> Any:
+        """The score cache's `CacheStats` (`hits`, `misses`, `hit_rate`, counted per candidate), or
+        None when `cache` is `none`."""
+        cache = self._score_cache()
+        return None if cache is None else cache.stats
+
+    def scores_are_pointwise(self) -> bool:
+        """Whether a candidate's raw score and relevance depend only on (query, candidate text or
+        image), never on the other candidates of the list. Then the score cache keys candidates one
+        by one and a partial hit scores only the misses; otherwise (the safe default: BM25 with IDF
+        over the list, rank-derived or min-max relevance) it keys whole lists."""
+        return False
+
     def scoring_identity(self) -> dict[str, Any]:
         """What determines this backend's raw scores, for the score cache's key: the backend name,
         every config field that can change a score, and `model_fingerprint()`."""

@@ -35,6 +35,7 @@ class BuiltinBackend:
 BUILTIN_BACKENDS: dict[str, BuiltinBackend] = {
     "identity": BuiltinBackend("rankbridge.rerankers.backends.identity:IdentityReranker", None),
     "lexical": BuiltinBackend("rankbridge.rerankers.backends.lexical:LexicalReranker", None),
+    "cascade": BuiltinBackend("rankbridge.rerankers.backends.cascade:CascadeReranker", None),
     "cross-encoder": BuiltinBackend("rankbridge.rerankers.backends.cross_encoder:CrossEncoderReranker", "cross-encoder"),
     "llm-yes-no": BuiltinBackend("rankbridge.rerankers.backends.llm_yes_no:LLMYesNoReranker", "llm"),
     "vlm-page": BuiltinBackend("rankbridge.rerankers.backends.vlm_page:VLMPageReranker", "vlm"),
