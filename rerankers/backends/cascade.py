@@ -86,8 +86,10 @@ class CascadeConfig(RerankerConfig):
     backend: Literal["cascade"] = "cascade"
     stages: list[CascadeStage] = Field(
         min_length=1,
-        description="The rerankers in order, each `{reranker: SPEC, keep: N}`; the last one `{reranker: SPEC}` "
-        "ranks all that reach it. Each stage sees the survivors of the one before, in its order.",
+        description="The rerankers in order, each `{reranker: SPEC, keep: N}` (SPEC: any `load_reranker` spec; "
+        "`keep`: how many go on, needed by every stage but the last; optional `min_relevance`: also drop those "
+        "this stage gives less); the last one `{reranker: SPEC}` ranks all that reach it. Each stage sees the "
+        "survivors of the one before, in its order.",
     )
     budget_ms: float | None = Field(
         None,
