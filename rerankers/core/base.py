@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
@@ -21,15 +23,28 @@ import numpy as np
 
 from rankbridge.rerankers.core.calibration import minmax, rank_relevance
 from rankbridge.rerankers.core.config import RerankerConfig, validate_config
-from rankbridge.rerankers.core.errors import BackendError, CandidateError, ConfigError, MissingDependencyError
+from rankbridge.rerankers.core.errors import (
+    BackendError,
+    CandidateError,
+    ConfigError,
+    MissingDependencyError,
+    RankbridgeError,
+)
 from rankbridge.rerankers.core.types import Candidate, RankedResult, RankedResults
 
 logger = logging.getLogger(__name__)
 
 CandidateLike = Union[str, Candidate]
 
+
+
+class QueryError(RankbridgeError, ValueError):
+    """The query cannot be scored as given (e.g. longer than the model's window): the caller's to
+    fix, so it is raised under every `on_error` policy, never hidden by `fallback`."""
+
+
 # Errors that describe the caller's input or installation: never hidden by `on_error: fallback`.
-_NOT_RUNTIME_FAILURES = (CandidateError, ConfigError, MissingDependencyError)
+_NOT_RUNTIME_FAILURES = (CandidateError, QueryError, ConfigError, MissingDependencyError)
 
 
 @dataclass
@@ -151,7 +166,7 @@ class Reranker(ABC):
         if not prepared:
             return RankedResults([], query=query)
         try:
-            scores = self._one(self._scored([query], [prepared]))
+            scores = self._checked(self._one(self._scored([query], [prepared])), len(prepared))
         except _NOT_RUNTIME_FAILURES:
             raise
         except Exception as exc:
@@ -171,7 +186,7 @@ class Reranker(ABC):
         if not prepared:
             return RankedResults([], query=query)
         try:
-            scores = self._one(await self._ascored([query], [prepared]))
+            scores = self._checked(self._one(await self._ascored([query], [prepared])), len(prepared))
         except _NOT_RUNTIME_FAILURES:
             raise
         except Exception as exc:
@@ -187,8 +202,11 @@ class Reranker(ABC):
     ) -> list[RankedResults]:
         """Rerank several queries at once; backends share batches across queries where they can.
 
-        Returns one `RankedResults` per query, in the order of `queries`.
+        Returns one `RankedResults` per query, in the order of `queries`. A failure of one
+        query's scores (NaN, too few) follows `on_error` for that query alone.
         """
+        queries = _as_list("queries", queries)
+        candidate_lists = _as_list("candidate_lists", candidate_lists)
         if len(queries) != len(candidate_lists):
             raise ValueError(
                 f"rank_many got {len(queries)} queries but {len(candidate_lists)} candidate lists; they must pair up"
@@ -200,18 +218,22 @@ class Reranker(ABC):
             return out
         try:
             all_scores = self._scored([queries[i] for i in work], [prepared[i] for i in work])
+            if not isinstance(all_scores, (list, tuple)) or len(all_scores) != len(work):
+                got = len(all_scores) if isinstance(all_scores, (list, tuple)) else type(all_scores).__name__
+                raise BackendError(f"backend '{self.config.backend}' returned {got} score lists for {len(work)} queries")
         except _NOT_RUNTIME_FAILURES:
             raise
         except Exception as exc:
             for i in work:
                 out[i] = self._on_failure(queries[i], prepared[i], exc, top_n, score_threshold)
             return out
-        if len(all_scores) != len(work):
-            raise BackendError(
-                f"backend '{self.config.backend}' returned {len(all_scores)} score lists for {len(work)} queries"
-            )
         for i, scores in zip(work, all_scores):
-            out[i] = self._finish(queries[i], prepared[i], scores, top_n, score_threshold)
+            try:
+                checked = self._checked(scores, len(prepared[i]))
+            except BackendError as exc:
+                out[i] = self._on_failure(queries[i], prepared[i], exc, top_n, score_threshold)
+                continue
+            out[i] = self._finish(queries[i], prepared[i], checked, top_n, score_threshold)
         return out
 
     # ------------------------------------------------------------------ shared machinery
@@ -264,9 +286,30 @@ class Reranker(ABC):
         return ""
 
     def _one(self, batch: list[Scores]) -> Scores:
-        if len(batch) != 1:
-            raise BackendError(f"backend '{self.config.backend}' returned {len(batch)} score lists for 1 query")
+        if not isinstance(batch, (list, tuple)) or len(batch) != 1:
+            got = len(batch) if isinstance(batch, (list, tuple)) else type(batch).__name__
+            raise BackendError(f"backend '{self.config.backend}' returned {got} score lists for 1 query")
         return batch[0]
+
+    def _checked(self, scores: Any, n: int) -> Scores:
+        """A backend's `Scores` for `n` candidates as float arrays, or a `BackendError` (a run-time
+        failure, so `on_error: fallback` handles it): not a `Scores`, the wrong number of values,
+        a value that is not a real number, or a raw score or relevance that is NaN or infinite."""
+        backend = self.config.backend
+        if not isinstance(scores, Scores):
+            raise BackendError(f"backend '{backend}' returned a {type(scores).__name__} instead of Scores")
+        raw = _real_array(backend, "scores", scores.scores)
+        rel = _real_array(backend, "relevances", scores.relevance)
+        if raw.shape != (n,) or rel.shape != (n,):
+            raise BackendError(
+                f"backend '{backend}' returned {raw.size} scores and {rel.size} relevances for {n} candidates"
+            )
+        for name, values in (("score", raw), ("relevance", rel)):
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                i = int(bad[0])
+                raise BackendError(f"backend '{backend}' returned {name} {values[i]} for candidate {i}; expected a finite number")
+        return Scores(scores=raw, relevance=np.clip(rel, 0.0, 1.0))
 
     def _prepare(
         self,
@@ -277,11 +320,19 @@ class Reranker(ABC):
     ) -> list[Candidate]:
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}")
+        if not _encodable(query):
+            raise ValueError("query contains a lone surrogate (not valid Unicode text); it cannot be encoded as UTF-8")
         _check_top_n(top_n)
         _check_threshold(score_threshold)
-        if isinstance(candidates, (str, bytes, Candidate)):
+        if isinstance(candidates, (str, bytes, bytearray, Candidate)):
             raise TypeError("candidates must be a list of strings or Candidates, not a single item")
+        if isinstance(candidates, (Mapping, AbstractSet)):
+            raise TypeError(
+                f"candidates must be an ordered sequence of strings or Candidates, not a {type(candidates).__name__} "
+                "(a mapping would rank its keys, a set has no order)"
+            )
         prepared: list[Candidate] = []
+        fuse = self.config.fuse_first_stage is not None
         for i, item in enumerate(candidates):
             if isinstance(item, Candidate):
                 cand = item
@@ -291,15 +342,13 @@ class Reranker(ABC):
                 raise CandidateError(
                     f"candidate {i} is a {type(item).__name__}; expected a str or a Candidate", index=i
                 )
+            _check_fields(i, cand)
+            if fuse and cand.score is None:
+                raise CandidateError(
+                    f"fuse_first_stage needs a first-stage score on every candidate; candidate {i} has none", index=i
+                )
             self.check_candidate(i, cand)
             prepared.append(cand)
-        if prepared and self.config.fuse_first_stage is not None:
-            missing = [i for i, c in enumerate(prepared) if c.score is None]
-            if missing:
-                raise CandidateError(
-                    f"fuse_first_stage needs a first-stage score on every candidate; candidate {missing[0]} has none",
-                    index=missing[0],
-                )
         return prepared
 
     def _finish(
@@ -311,25 +360,18 @@ class Reranker(ABC):
         score_threshold: float | None,
         fallback_reason: str | None = None,
     ) -> RankedResults:
+        # `scores` is checked (`_checked`) or the first-stage order: n finite values each.
         n = len(candidates)
-        raw = np.asarray(list(scores.scores), dtype=np.float64)
-        rel = np.asarray(list(scores.relevance), dtype=np.float64)
-        if raw.shape != (n,) or rel.shape != (n,):
-            raise BackendError(
-                f"backend '{self.config.backend}' returned {raw.size} scores and {rel.size} relevances "
-                f"for {n} candidates"
-            )
-        bad = np.flatnonzero(np.isnan(raw) | np.isnan(rel))
-        if bad.size:
-            raise BackendError(f"backend '{self.config.backend}' returned NaN for candidate {int(bad[0])}")
-        rel = np.clip(rel, 0.0, 1.0)
+        raw = np.asarray(scores.scores, dtype=np.float64)
+        rel = np.clip(np.asarray(scores.relevance, dtype=np.float64), 0.0, 1.0)
         weight = self.config.fuse_first_stage
         if weight is not None and fallback_reason is None:
-            first = minmax([c.score for c in candidates])
-            rel = weight * rel + (1.0 - weight) * first
-            # Order by fused relevance; break its ties by the raw score only when the
-            # reranker has a say, so weight 0 reproduces the first-stage order exactly.
-            keys = (np.arange(n), -raw * (weight > 0), -rel)
+            first_raw = np.asarray([float(c.score) for c in candidates], dtype=np.float64)
+            rel = weight * rel + (1.0 - weight) * minmax(first_raw)
+            # Order by fused relevance; break its ties by the raw score only when the reranker
+            # has a say, then by the first-stage score itself (min-max can round two close
+            # scores of a wide range to one value), so weight 0 reproduces the first-stage order exactly.
+            keys = (np.arange(n), -first_raw, -raw * (weight > 0), -rel)
         else:
             keys = (np.arange(n), -raw)
         order = np.lexsort(keys)
@@ -377,13 +419,30 @@ class Reranker(ABC):
 
 
 def first_stage_scores(candidates: Sequence[Candidate]) -> Scores:
-    """First-stage order as `Scores`: by `Candidate.score` when every candidate has one
-    (relevance min-max scaled), else input order (relevance rank-derived)."""
-    values = [c.score for c in candidates]
-    if values and all(v is not None and math.isfinite(v) for v in values):
-        return Scores(scores=[float(v) for v in values], relevance=minmax(values))
+    """First-stage order as `Scores`: by `Candidate.score` when every candidate has a finite
+    number there (relevance min-max scaled), else input order (relevance rank-derived). Never
+    raises on a score: this is what `on_error: fallback` falls back to."""
+    values = [finite_score(c.score) for c in candidates]
+    if values and all(v is not None for v in values):
+        return Scores(scores=values, relevance=minmax(values))
     n = len(candidates)
     return Scores(scores=[float(n - i) for i in range(n)], relevance=rank_relevance(n))
+
+
+def finite_score(value: Any) -> float | None:
+    """`value` as a float when it is a finite real number (not a bool), else None.
+
+    Example:
+        >>> finite_score(3), finite_score(float("nan")), finite_score("0.5"), finite_score(True)
+        (3.0, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def rank_derived_scores(order: Sequence[int]) -> Scores:
@@ -405,8 +464,71 @@ def _check_top_n(top_n: Any) -> None:
 def _check_threshold(threshold: Any) -> None:
     if threshold is None:
         return
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) or math.isnan(threshold):
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not 0.0 <= float(threshold) <= 1.0  # also False for NaN
+    ):
         raise ValueError(f"score_threshold must be a number in [0, 1] or None, got {threshold!r}")
 
 
-__all__ = ["Reranker", "Scores", "first_stage_scores", "rank_derived_scores"]
+def _as_list(name: str, value: Any) -> list:
+    if isinstance(value, (str, bytes, bytearray, Mapping, AbstractSet)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"rank_many: {name} must be a list (one item per query), not a {type(value).__name__}")
+    return list(value)
+
+
+def _encodable(text: str) -> bool:
+    """False for text with a lone surrogate, which no tokenizer or server can take as UTF-8."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_fields(index: int, candidate: Candidate) -> None:
+    """The candidate's own fields, whatever the backend: text is a str (valid Unicode) or None;
+    the first-stage score is None or a finite real number."""
+    text = candidate.text
+    if text is not None:
+        if not isinstance(text, str):
+            raise CandidateError(
+                f"candidate {index} has text of type {type(text).__name__}; expected a str (decode bytes first)",
+                index=index,
+            )
+        if not _encodable(text):
+            raise CandidateError(
+                f"candidate {index} has text with a lone surrogate (not valid Unicode); it cannot be encoded as UTF-8",
+                index=index,
+            )
+    score = candidate.score
+    if score is not None and finite_score(score) is None:
+        raise CandidateError(
+            f"candidate {index} has first-stage score {score!r} ({type(score).__name__}); "
+            "expected a finite number or None",
+            index=index,
+        )
+
+
+def _real_array(backend: str, what: str, values: Any) -> np.ndarray:
+    """Backend output as a 1-d float64 array; anything that is not real numbers is a BackendError."""
+    if values is None or isinstance(values, (str, bytes)):
+        raise BackendError(f"backend '{backend}' returned {what} of type {type(values).__name__}; expected numbers")
+    try:
+        array = np.asarray(values if isinstance(values, np.ndarray) else list(values))
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"backend '{backend}' returned {what} that are not numbers: {exc}") from None
+    if array.dtype.kind not in "iuf" or array.ndim != 1:
+        sample = next((v for v in array.ravel() if not isinstance(v, numbers.Real) or isinstance(v, bool)), None)
+        shown = f" (e.g. {sample!r})" if sample is not None else ""
+        raise BackendError(
+            f"backend '{backend}' returned {what} of dtype {array.dtype} and shape {array.shape}{shown}; "
+            "expected one real number per candidate"
+        )
+    return array.astype(np.float64, copy=False)
+
+
+__all__ = ["QueryError", "Reranker", "Scores", "finite_score", "first_stage_scores", "rank_derived_scores"]

@@ -36,13 +36,28 @@ def softmax_positive(logits: Sequence[Sequence[float]] | np.ndarray, positive: i
 
 
 def minmax(scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Scale finite scores to [0, 1] over the list (best 1, worst 0; all equal: all 1).
+
+    Safe over the whole float range: a span wider than the largest float (e.g. -1e308 and
+    1e308) is scaled without overflow. Non-finite input is a `ValueError` naming its position.
+
+    Example:
+        >>> minmax([-1e308, 0.0, 1e308]).tolist()
+        [0.0, 0.5, 1.0]
+    """
     x = np.asarray(scores, dtype=np.float64)
     if x.size == 0:
         return x
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"min-max scaling needs finite scores; position {int(bad[0])} is {x[bad[0]]}")
     lo, hi = float(x.min()), float(x.max())
-    if hi - lo <= 0.0:
+    if hi <= lo:
         return np.ones_like(x)
-    return (x - lo) / (hi - lo)
+    span = hi - lo
+    if not np.isfinite(span):  # the range overflows: halve everything first (exact, no overflow)
+        x, lo, span = x / 2.0, lo / 2.0, hi / 2.0 - lo / 2.0
+    return np.clip((x - lo) / span, 0.0, 1.0)
 
 
 def rank_relevance(n: int) -> np.ndarray:

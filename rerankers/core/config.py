@@ -6,17 +6,20 @@ Unknown fields are rejected so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import re
+import typing
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
 
 from rankbridge.rerankers.core.errors import ConfigError
 
 
 class RerankerConfig(BaseModel):
-    """Fields every backend accepts."""
+    """Fields every backend accepts. Float fields reject NaN and infinity (`allow_inf_nan=False`):
+    a config number is always finite."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True, allow_inf_nan=False)
 
     backend: str = Field(description="Which backend to use; the registry's name for it.")
     on_error: Literal["raise", "fallback"] = Field(
@@ -46,17 +49,62 @@ class RerankerConfig(BaseModel):
     NOT_SCORE_FIELDS: ClassVar[frozenset[str]] = frozenset({"on_error", "fuse_first_stage", "cache", "cache_size"})
 
 
-def format_validation_error(backend: str, error: ValidationError) -> str:
-    """One readable message naming each bad field, what it got, and what is allowed."""
+MASK = "**********"
+# Field names treated as secret even where the schema does not say SecretStr (e.g. a plugin's).
+_SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?)$", re.IGNORECASE)
+
+
+def secret_fields(config_class: type[BaseModel] | None) -> set[str]:
+    """Names of the fields of `config_class` whose values are secrets (typed `SecretStr` /
+    `SecretBytes`, or named like a key, token or password).
+
+    Example:
+        >>> from pydantic import BaseModel, SecretStr
+        >>> class Server(BaseModel):
+        ...     url: str
+        ...     api_key: SecretStr | None = None
+        >>> sorted(secret_fields(Server))
+        ['api_key']
+    """
+    if config_class is None:
+        return set()
+    names = set()
+    for name, info in config_class.model_fields.items():
+        if _SECRET_NAME.search(name) or _mentions_secret(info.annotation):
+            names.add(name)
+    return names
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    if annotation in (SecretStr, SecretBytes):
+        return True
+    return any(_mentions_secret(arg) for arg in typing.get_args(annotation))
+
+
+def _masked(value: Any, secrets: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: (MASK if isinstance(k, str) and (k in secrets or _SECRET_NAME.search(k)) else v) for k, v in value.items()}
+    return value
+
+
+def format_validation_error(backend: str, error: ValidationError, config_class: type[BaseModel] | None = None) -> str:
+    """One readable message naming each bad field, what it got, and what is allowed. The value
+    given for a secret field (see `secret_fields`) is never shown."""
+    secrets = secret_fields(config_class)
     lines = []
     for item in error.errors():
-        loc = ".".join(str(part) for part in item.get("loc", ())) or "<config>"
+        parts = item.get("loc", ())
+        loc = ".".join(str(part) for part in parts) or "<config>"
         kind = item.get("type", "")
         if kind == "extra_forbidden":
             lines.append(f"unknown field '{loc}' for backend '{backend}'")
             continue
-        got = item.get("input")
-        lines.append(f"field '{loc}' of backend '{backend}': {item.get('msg')} (got {got!r})")
+        top = str(parts[0]) if parts else ""
+        if top and (top in secrets or _SECRET_NAME.search(top)):
+            got = MASK
+        else:
+            got = repr(_masked(item.get("input"), secrets))
+        lines.append(f"field '{loc}' of backend '{backend}': {item.get('msg')} (got {got})")
     return "invalid reranker config: " + "; ".join(lines)
 
 
@@ -64,4 +112,4 @@ def validate_config(config_class: type[RerankerConfig], backend: str, data: dict
     try:
         return config_class.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(backend, exc)) from None
+        raise ConfigError(format_validation_error(backend, exc, config_class)) from None

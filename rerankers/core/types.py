@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -42,8 +43,19 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form. An in-memory image (PIL, bytes) is not serialized; a path or
-        base64 string is kept."""
-        data: dict[str, Any] = {"text": self.text, "id": self.id, "metadata": dict(self.metadata), "score": self.score}
+        base64 string is kept. A non-finite float (in `score` or anywhere in `metadata`) is
+        written as the string ``"nan"``, ``"inf"`` or ``"-inf"``: the output is valid JSON.
+
+        Example:
+            >>> Candidate(text="a", score=float("inf")).to_dict()["score"]
+            'inf'
+        """
+        data: dict[str, Any] = {
+            "text": self.text,
+            "id": _json_safe(self.id),
+            "metadata": _json_safe(dict(self.metadata)),
+            "score": _json_safe(self.score),
+        }
         if isinstance(self.image, str):
             data["image"] = self.image
         elif self.image is not None:
@@ -58,7 +70,7 @@ class Candidate:
             id=data.get("id"),
             metadata=dict(data.get("metadata") or {}),
             image=data.get("image"),
-            score=data.get("score"),
+            score=_float_or_none(data.get("score")),
         )
 
 
@@ -98,7 +110,7 @@ class RankedResult:
             "candidate": self.candidate.to_dict(),
             "index": self.index,
             "score": _json_float(self.score),
-            "relevance": self.relevance,
+            "relevance": _json_float(self.relevance),
             "rank": self.rank,
             "fallback_reason": self.fallback_reason,
         }
@@ -129,6 +141,9 @@ class RankedResults(Sequence[RankedResult]):
         self._results = list(results)
         self.query = query
         self.num_candidates = len(self._results) if num_candidates is None else num_candidates
+        # What a rerank service billed for this list (e.g. search_units, total_tokens, requests),
+        # set by the remote backends; None for everything else.
+        self.usage: dict[str, float] | None = None
 
     @overload
     def __getitem__(self, item: int) -> RankedResult: ...
@@ -202,6 +217,24 @@ class RankedResults(Sequence[RankedResult]):
 
 def _json_float(value: float) -> float | str:
     # JSON has no inf/nan; keep them readable instead of producing invalid JSON.
+    value = float(value)
     if math.isfinite(value):
         return value
     return str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (nested in dicts, lists and tuples) as its string."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return value if math.isfinite(float(value)) else str(float(value))
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _float_or_none(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+        return float(value)
+    return value
