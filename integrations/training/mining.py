@@ -96,6 +96,8 @@ def mine_hard_negatives(
     random_negatives: int = 0,
     pseudo_queries: int = 0,
     sampling: Literal["top", "random"] = "top",
+    min_positive_grade: int = 1,
+    positives_per_query: int | None = None,
     seed: int = 0,
     text: Callable[[Document], str] = document_text,
     batch_size: int = 64,
@@ -115,19 +117,30 @@ def mine_hard_negatives(
         random_negatives: easy negatives per query, drawn uniformly from the corpus.
         pseudo_queries: add this many pseudo-queries: a document's title as the query, its
             body as the positive (documents with a title and a body only).
-        sampling: "top" keeps the best-ranked negatives, "random" samples them from the pool.
+        sampling: "top" keeps the best-ranked negatives, "random" samples them from the pool
+            (ranks `skip_top`..`depth`): fewer unlabelled positives than the very top holds.
+        min_positive_grade: judged grade from which a document is a positive. Documents judged
+            above 0 but below it (e.g. "partially relevant" in graded qrels) are neither
+            positives nor ever negatives.
+        positives_per_query: keep at most this many positives per query (a seeded sample), so a
+            query with 40 judged documents does not weigh 40 times one with a single one.
         seed: makes random negatives, pseudo-query choice and sampling reproducible.
 
     Returns:
         A `datasets.Dataset`, one row per (query, positive): query_id, query, positive_id,
         positive, hard_negative_ids, hard_negatives, random_negative_ids, random_negatives,
-        source ("qrels" or "title"). No labelled positive of a query is ever its negative.
+        source ("qrels" or "title"). No document judged relevant to a query (any grade above
+        0) is ever its negative.
     """
     datasets = require("datasets", extra="train")
     if depth <= 0 or per_query < 0 or skip_top < 0 or random_negatives < 0:
         raise ConfigError("depth must be > 0 and per_query, skip_top, random_negatives >= 0")
     if skip_top >= depth:
         raise ConfigError(f"skip_top ({skip_top}) must be smaller than depth ({depth})")
+    if min_positive_grade < 1:
+        raise ConfigError(f"min_positive_grade must be >= 1 (grade 0 means judged not relevant), got {min_positive_grade}")
+    if positives_per_query is not None and positives_per_query < 1:
+        raise ConfigError(f"positives_per_query must be >= 1 or None, got {positives_per_query}")
     rng = random.Random(seed)
     if first_stage == "bm25":
         first_stage = BM25Corpus(corpus, text=text)
@@ -136,11 +149,14 @@ def mine_hard_negatives(
     for qid, judged in qrels.items():
         if qid not in queries:
             raise ConfigError(f"qrels name query '{qid}', which is not in the queries")
-        positives = {d for d, rel in judged.items() if rel > 0}
-        for doc_id in sorted(positives):
+        relevant = {d for d, rel in judged.items() if rel > 0}  # never a negative, whatever its grade
+        positives = sorted(d for d, rel in judged.items() if rel >= min_positive_grade)
+        if positives_per_query is not None and len(positives) > positives_per_query:
+            positives = sorted(rng.sample(positives, positives_per_query))
+        for doc_id in positives:
             if doc_id not in corpus:
                 raise ConfigError(f"qrels for query '{qid}' name document '{doc_id}', which is not in the corpus")
-            pairs.append((qid, queries[qid], doc_id, positives, "qrels"))
+            pairs.append((qid, queries[qid], doc_id, relevant, "qrels"))
     if pseudo_queries:
         titled = sorted(d for d, doc in corpus.items() if isinstance(doc, Mapping) and doc.get("title") and doc.get("text"))
         for doc_id in rng.sample(titled, min(pseudo_queries, len(titled))):
@@ -175,3 +191,29 @@ def mine_hard_negatives(
     return datasets.Dataset.from_dict(rows)
 
 
+def split_validation(
+    qrels: Mapping[str, Mapping[str, int]], validation: float | int, seed: int = 0, min_positive_grade: int = 1
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Carve a validation split out of training qrels: (train, validation), disjoint by query.
+
+    `validation` is a number of queries (an int >= 1) or a fraction of them (a float in (0, 1)).
+    Only queries with at least one positive (grade >= `min_positive_grade`) can be drawn; the
+    draw is seeded. Never carve it from test: it chooses checkpoints and the fusion weight.
+
+    Example:
+        >>> train, val = split_validation({"a": {"d": 1}, "b": {"d": 1}, "c": {"d": 0}}, 1, seed=0)
+        >>> sorted(train), sorted(val)
+        (['a', 'c'], ['b'])
+    """
+    eligible = sorted(q for q, judged in qrels.items() if any(g >= min_positive_grade for g in judged.values()))
+    if isinstance(validation, float) and 0.0 < validation < 1.0:
+        count = max(1, round(validation * len(eligible)))
+    elif isinstance(validation, int) and not isinstance(validation, bool) and validation >= 1:
+        count = validation
+    else:
+        raise ConfigError(f"validation must be a query count >= 1 or a fraction in (0, 1), got {validation!r}")
+    if count >= len(eligible):
+        raise ConfigError(f"validation asks for {count} queries, but only {len(eligible)} training queries have a positive")
+    held = set(random.Random(seed).sample(eligible, count))
+    train = {q: dict(j) for q, j in qrels.items() if q not in held}
+    return train, {q: dict(qrels[q]) for q in sorted(held)}

@@ -1,25 +1,24 @@
 """Cross-encoder fine-tuning on mined pairs with sentence-transformers' `CrossEncoderTrainer`:
-easy (random) negatives first, hard ones after, one checkpointed trainer run per phase."""
+easy (random) negatives first, hard ones after, one checkpointed trainer run per phase, optionally
+evaluated on a validation split (best checkpoint kept, early stopping)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import random
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-from tqdm.auto import tqdm
+from typing import Any, Literal
 
 from rankbridge.rerankers.core.errors import ConfigError, require
-from rankbridge.rerankers.core.types import Candidate
 
 logger = logging.getLogger(__name__)
 
-Document = Mapping[str, str] | str
+RECORD_NAME = "rankbridge_training.json"
+
 
 def to_labeled_pairs(mined, negatives: Literal["hard", "random", "both"] = "hard", seed: int = 0):
     """Flatten mined rows into shuffled (query, passage, label) pairs for binary cross-entropy."""
@@ -40,6 +39,16 @@ def to_labeled_pairs(mined, negatives: Literal["hard", "random", "both"] = "hard
 
 @dataclass
 class TrainingConfig:
+    """How `train_cross_encoder` trains.
+
+    `base_model` is what is loaded (a path, a $RANKBRIDGE_MODEL_DIR name or a hub id);
+    `base_model_name` is how the trained folder records it (default: `base_model` itself, or
+    only its folder name when it is an absolute path, so no machine's paths are written).
+    With a validator, the model is evaluated every `eval_steps` steps (default `save_steps`;
+    checkpoints follow the evaluations), the best checkpoint of each phase is kept, and a phase
+    stops after `early_stopping_patience` evaluations without improvement (None: no early stop).
+    """
+
     base_model: str
     output_dir: str
     epochs: float = 1.0
@@ -54,16 +63,38 @@ class TrainingConfig:
     max_steps: int = -1
     bf16: bool = False
     positive_weight: float | None = None
+    base_model_name: str | None = None
+    eval_steps: int | None = None
+    early_stopping_patience: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def recorded_base_model(self) -> str:
+        if self.base_model_name:
+            return self.base_model_name
+        return Path(self.base_model).name if os.path.isabs(self.base_model) else self.base_model
 
-def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfig, resume: bool = True) -> Path:
-    """Train a cross-encoder through `phases` in order (e.g. [("random", pairs), ("hard", pairs)]).
 
-    Each phase is a `CrossEncoderTrainer` run with its own checkpoints under
-    `<output_dir>/checkpoints/<phase>`; a finished phase is skipped on the next call and an
-    interrupted one resumes from its last checkpoint when `resume` is true. The final model is
-    saved at `output_dir`, loadable by `load_reranker({"backend": "cross-encoder", "model": output_dir})`.
+def train_cross_encoder(
+    phases: Sequence[tuple[str, Any] | tuple[str, Any, float]],
+    config: TrainingConfig,
+    resume: bool = True,
+    validator: Any = None,
+    record_extra: dict[str, Any] | None = None,
+) -> Path:
+    """Train a cross-encoder through `phases` in order (e.g. [("random", pairs), ("hard", pairs, 2)]).
+
+    A phase is (name, labelled pairs) or (name, labelled pairs, epochs); names must be unique
+    (they name the checkpoint folders). Each phase is a `CrossEncoderTrainer` run with its own
+    checkpoints under `<output_dir>/checkpoints/<phase>`; a finished phase is skipped on the next
+    call and an interrupted one resumes from its last checkpoint when `resume` is true. The
+    final model is saved at `output_dir`, loadable by
+    `load_reranker({"backend": "cross-encoder", "model": output_dir})`, with
+    `rankbridge_training.json` (settings, per-phase time and validation, `record_extra`; no
+    absolute paths) and a model card (`README.md`, see `card.write_model_card`).
+
+    `validator` is a sentence-transformers evaluator (e.g. `validation.reranking_validator`):
+    evaluated every `eval_steps`, the best checkpoint of each phase is the one kept, and
+    `early_stopping_patience` stops a phase that no longer improves.
 
     `bf16` trains under bfloat16 autocast (on a CPU with AVX512-BF16 or AMX, about twice as fast
     as float32); the saved weights stay float32.
@@ -76,15 +107,24 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
+    from rankbridge.integrations.training.card import write_model_card
     from rankbridge.rerankers.core.paths import resolve_model
 
+    plan = [(p[0], p[1], float(p[2]) if len(p) > 2 else float(config.epochs)) for p in phases]
+    names = [name for name, _, _ in plan]
+    if not plan or len(set(names)) != len(names):
+        raise ConfigError(f"phases need unique names (they name the checkpoint folders), got {names}")
+    if any(epochs <= 0 for _, _, epochs in plan):
+        raise ConfigError(f"every phase needs epochs > 0, got {[(n, e) for n, _, e in plan]}")
+    if config.early_stopping_patience is not None and validator is None:
+        raise ConfigError("early stopping needs a validation split (a validator)")
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     source = resolve_model(config.base_model)
-    for name, _ in phases:
+    for name in names:
         done = out / "checkpoints" / name / "final"
         if (done / "config.json").exists():
             source = str(done)
@@ -107,21 +147,36 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
                 return self.optimizer
             return super().create_optimizer(*args, **kwargs)
 
-    for name, train_pairs in phases:
+    steps = config.eval_steps or config.save_steps
+    for name, train_pairs, epochs in plan:
         phase_dir = out / "checkpoints" / name
         final = phase_dir / "final"
         if (final / "config.json").exists():
             logger.info("phase '%s' already finished in %s; skipping", name, final)
             continue
+        evaluation: dict[str, Any] = {}
+        callbacks = []
+        if validator is not None:
+            evaluation = {
+                "eval_strategy": "steps",
+                "eval_steps": steps,
+                "load_best_model_at_end": True,
+                "metric_for_best_model": f"eval_{validator.primary_metric}",
+                "greater_is_better": True,
+            }
+            if config.early_stopping_patience is not None:
+                from transformers import EarlyStoppingCallback
+
+                callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
         args = CrossEncoderTrainingArguments(
             output_dir=str(phase_dir),
-            num_train_epochs=config.epochs,
+            num_train_epochs=epochs,
             max_steps=config.max_steps,
             per_device_train_batch_size=config.batch_size,
             learning_rate=config.learning_rate,
             warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in transformers v5
             save_strategy="steps",
-            save_steps=config.save_steps,
+            save_steps=steps if validator is not None else config.save_steps,
             save_total_limit=2,
             logging_steps=max(1, min(50, config.save_steps)),
             seed=config.seed,
@@ -130,6 +185,7 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
             bf16=config.bf16,
             dataloader_drop_last=False,
             disable_tqdm=False,
+            **evaluation,
             **config.extra,
         )
         pos_weight = None if config.positive_weight is None else torch.tensor(config.positive_weight)
@@ -138,6 +194,8 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
             args=args,
             train_dataset=train_pairs,
             loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
+            evaluator=validator,
+            callbacks=callbacks or None,
         )
         checkpoints = sorted(phase_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
         resume_from = str(checkpoints[-1]) if (resume and checkpoints) else None
@@ -146,13 +204,55 @@ def train_cross_encoder(phases: Sequence[tuple[str, Any]], config: TrainingConfi
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
         _add_phase_seconds(phase_dir, time.perf_counter() - started)
+        state = trainer.state
+        summary = {
+            "epochs": epochs,
+            "pairs": len(train_pairs),
+            "steps": int(state.global_step),
+            "planned_steps": int(state.max_steps),
+            "stopped_early": bool(validator is not None and state.global_step < state.max_steps),
+            "best_metric": state.best_metric,
+            "best_step": _checkpoint_step(state.best_model_checkpoint),
+            "validation": [
+                {"step": int(row["step"]), validator.primary_metric: float(row[f"eval_{validator.primary_metric}"])}
+                for row in state.log_history
+                if validator is not None and f"eval_{validator.primary_metric}" in row
+            ],
+        }
+        (phase_dir / "phase.json").write_text(json.dumps(summary, indent=2))
+        model = trainer.model  # the best checkpoint when a validator chose one
         model.save(str(final))
     model.save(str(out))
-    record = asdict(config)
-    record["phase_seconds"] = {name: _phase_seconds(out / "checkpoints" / name) for name, _ in phases}
-    record["train_seconds"] = sum(record["phase_seconds"].values())
-    (out / "rankbridge_training.json").write_text(json.dumps(record, indent=2))
+    record = training_record(config, names, out)
+    record.update(record_extra or {})
+    (out / RECORD_NAME).write_text(json.dumps(record, indent=2))
+    write_model_card(out, record)
     return out
+
+
+def training_record(config: TrainingConfig, names: Sequence[str], out: Path) -> dict[str, Any]:
+    """What `rankbridge_training.json` holds: the settings (base model by its given name, the
+    output folder by its name only), and per phase its time, steps and validation curve."""
+    record = asdict(config)
+    record.pop("base_model_name")
+    record["base_model"] = config.recorded_base_model()
+    record["output_dir"] = out.name
+    record["phase_seconds"] = {name: _phase_seconds(out / "checkpoints" / name) for name in names}
+    record["train_seconds"] = sum(record["phase_seconds"].values())
+    record["phases"] = {}
+    for name in names:
+        path = out / "checkpoints" / name / "phase.json"
+        record["phases"][name] = json.loads(path.read_text()) if path.is_file() else {}
+    return record
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        return int(Path(path).name.split("-")[-1])
+    except ValueError:
+        return None
 
 
 def _phase_seconds(phase_dir: Path) -> float:
@@ -167,12 +267,4 @@ def _add_phase_seconds(phase_dir: Path, seconds: float) -> None:
     (phase_dir / "train_seconds.json").write_text(json.dumps({"seconds": total}))
 
 
-__all__ = [
-    "BM25Corpus",
-    "FirstStage",
-    "TrainingConfig",
-    "document_text",
-    "mine_hard_negatives",
-    "to_labeled_pairs",
-    "train_cross_encoder",
-]
+__all__ = ["RECORD_NAME", "TrainingConfig", "to_labeled_pairs", "train_cross_encoder", "training_record"]
