@@ -1,4 +1,6 @@
-"""LangChain document compressor: `RankbridgeCompressor`, any rankbridge backend as a reranking step.
+"""LangChain: `RankbridgeCompressor` (any rankbridge backend as a reranking step) and
+`RankbridgeHybridRetriever` (the Qdrant hybrid first stage as a LangChain retriever, with
+LangChain's `k`).
 
 Imports only from `langchain_core`. Install with ``pip install 'rankbridge[langchain]'``.
 """
@@ -6,7 +8,6 @@ Imports only from `langchain_core`. Install with ``pip install 'rankbridge[langc
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 from collections.abc import Sequence
 from typing import Any, Dict, List, Optional, Union
@@ -15,15 +16,25 @@ from rankbridge.rerankers.core.errors import require
 
 require("langchain_core", extra="langchain", package="langchain-core")
 
-from langchain_core.callbacks import Callbacks  # noqa: E402
+from langchain_core.callbacks import (  # noqa: E402
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+    Callbacks,
+)
 from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
-from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, field_serializer  # noqa: E402
 
 from rankbridge.rerankers.core.base import Reranker  # noqa: E402
 from rankbridge.rerankers.core.types import Candidate, RankedResults  # noqa: E402
 
-from rankbridge.integrations.adapters.candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
-from rankbridge.integrations.adapters.lazy_reranker import LazyReranker  # noqa: E402
+from rankbridge.integrations.adapters.candidates import (  # noqa: E402
+    PdfPageSource,
+    copied_metadata,
+    image_from_metadata,
+    make_candidate,
+)
+from rankbridge.integrations.adapters.lazy_reranker import LazyReranker, shown_spec  # noqa: E402
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 RETRIEVAL_SCORE_KEY = "retrieval_score"
@@ -68,15 +79,24 @@ class RankbridgeCompressor(BaseDocumentCompressor):
         description="The reranker spec as given (config path, dict or shorthand), or the config of "
         "the Reranker passed in; never the model.",
     )
-    top_n: Optional[int] = Field(default=None, gt=0, description="Number of documents to return; None returns all.")
+    top_n: Optional[StrictInt] = Field(default=None, gt=0, description="Number of documents to return; None returns all.")
     score_threshold: Optional[float] = Field(
-        default=None, ge=0.0, le=1.0, description="Drop documents whose calibrated relevance is below this."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Drop documents whose calibrated relevance is below this.",
     )
     first_stage_score_key: Optional[str] = Field(
         default="score", description="Metadata key of the first-stage score, if the retriever writes one."
     )
 
     _lazy: LazyReranker = PrivateAttr()
+
+    @field_serializer("reranker")
+    def _serialize_reranker(self, spec: Any) -> Any:
+        return shown_spec(spec)  # secrets are written masked, never in plain text
 
     def __init__(self, reranker: Reranker | str | Dict[str, Any] | os.PathLike | None = None, **kwargs: Any):
         lazy = LazyReranker(reranker)
@@ -94,6 +114,7 @@ class RankbridgeCompressor(BaseDocumentCompressor):
         callbacks: Optional[Callbacks] = None,
     ) -> Sequence[Document]:
         """Rerank `documents` for `query`; returns new documents, best first."""
+        documents = _as_documents(documents)
         if not documents:
             return []
         reranker = self._lazy.get()
@@ -109,6 +130,7 @@ class RankbridgeCompressor(BaseDocumentCompressor):
     ) -> Sequence[Document]:
         """Async `compress_documents`: awaits the backend's `arank` (real async I/O for HTTP
         backends, a worker thread for in-process models)."""
+        documents = _as_documents(documents)
         if not documents:
             return []
         if not self._lazy.built:  # loading weights must not stall the event loop
@@ -127,12 +149,22 @@ class RankbridgeCompressor(BaseDocumentCompressor):
         out = []
         for result in results:
             source = documents[result.index]
-            metadata = copy.deepcopy(source.metadata)
+            metadata = copied_metadata(source.metadata)
             if RELEVANCE_SCORE_KEY in metadata:
                 metadata.setdefault(RETRIEVAL_SCORE_KEY, metadata[RELEVANCE_SCORE_KEY])
             metadata[RELEVANCE_SCORE_KEY] = result.relevance
             out.append(source.model_copy(update={"metadata": metadata}))
         return out
+
+
+def _as_documents(documents: Any) -> List[Document]:
+    """Any iterable of Documents (a list, a tuple, a generator) as a list, read once."""
+    if isinstance(documents, (str, bytes, Document, dict)):
+        raise TypeError(f"documents must be a sequence of Documents, not a single {type(documents).__name__}")
+    try:
+        return list(documents)
+    except TypeError:
+        raise TypeError(f"documents must be a sequence of Documents, not a {type(documents).__name__}") from None
 
 
 def first_stage_score(metadata: Dict[str, Any], key: Optional[str] = "score") -> Any:
@@ -173,4 +205,64 @@ def documents_to_candidates(
     return candidates
 
 
-__all__ = ["RankbridgeCompressor", "documents_to_candidates"]
+class RankbridgeHybridRetriever(BaseRetriever):
+    """rankbridge's Qdrant hybrid first stage (`HybridRetriever`) as a LangChain retriever.
+
+    Documents carry ``id`` = the document id, the payload as metadata, and the first-stage
+    score in ``metadata["score"]`` (what `RankbridgeCompressor` reads). The number of documents
+    is LangChain's `k`: set on the retriever, or per call as ``invoke(query, k=...)``.
+
+    Example:
+        >>> from rankbridge.integrations.first_stage.qdrant import HybridRetriever
+        >>> store = HybridRetriever(show_progress=False)
+        >>> _ = store.index([{"id": "d1", "text": "Qdrant fuses dense and sparse results."},
+        ...                  {"id": "d2", "text": "Bananas are yellow."}])
+        >>> retriever = RankbridgeHybridRetriever(hybrid=store, k=2)
+        >>> len(retriever.invoke("fusion")), len(retriever.invoke("fusion", k=1))
+        (2, 1)
+        >>> store.close()
+    """
+
+    hybrid: Any = Field(description="The `HybridRetriever` searched.")
+    k: StrictInt = Field(default=100, gt=0, description="Number of documents to return.")
+    filter: Any = Field(default=None, description="Payload filter passed to `HybridRetriever.search`.")
+    mode: Optional[str] = Field(default=None, description="'hybrid', 'dense' or 'sparse'; None: the store's mode.")
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: Optional[int] = None,
+        filter: Any = None,
+        mode: Optional[str] = None,
+    ) -> List[Document]:
+        limit = self.k if k is None else _check_k(k)
+        hits = self.hybrid.search(
+            query, limit=limit, filter=self.filter if filter is None else filter, mode=mode or self.mode
+        )
+        return [
+            Document(page_content=c.text or "", metadata={**c.metadata, "score": c.score}, id=str(c.id)) for c in hits
+        ]
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: Optional[int] = None,
+        filter: Any = None,
+        mode: Optional[str] = None,
+    ) -> List[Document]:
+        return await asyncio.to_thread(
+            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, filter=filter, mode=mode
+        )
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return k
+
+
+__all__ = ["RankbridgeCompressor", "RankbridgeHybridRetriever", "documents_to_candidates"]

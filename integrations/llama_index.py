@@ -1,4 +1,6 @@
-"""LlamaIndex node postprocessor: `RankbridgeRerank`, any rankbridge backend as a reranking step.
+"""LlamaIndex: `RankbridgeRerank` (any rankbridge backend as a node postprocessor) and
+`RankbridgeHybridRetriever` (the Qdrant hybrid first stage as a LlamaIndex retriever, with
+LlamaIndex's `similarity_top_k`).
 
 Install with ``pip install 'rankbridge[llama-index]'``.
 """
@@ -6,7 +8,6 @@ Install with ``pip install 'rankbridge[llama-index]'``.
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,18 +17,24 @@ from rankbridge.rerankers.core.errors import require
 
 require("llama_index.core", extra="llama-index", package="llama-index-core")
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr  # noqa: E402
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, StrictInt, field_serializer  # noqa: E402
 from llama_index.core.callbacks import CBEventType, EventPayload  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent  # noqa: E402
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
-from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
+from llama_index.core.retrievers import BaseRetriever  # noqa: E402
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
 from rankbridge.rerankers.core.base import Reranker  # noqa: E402
 from rankbridge.rerankers.core.types import Candidate, RankedResults  # noqa: E402
 
-from rankbridge.integrations.adapters.candidates import PdfPageSource, image_from_metadata, make_candidate  # noqa: E402
-from rankbridge.integrations.adapters.lazy_reranker import LazyReranker  # noqa: E402
+from rankbridge.integrations.adapters.candidates import (  # noqa: E402
+    PdfPageSource,
+    copied_metadata,
+    image_from_metadata,
+    make_candidate,
+)
+from rankbridge.integrations.adapters.lazy_reranker import LazyReranker, shown_spec  # noqa: E402
 
 dispatcher = get_dispatcher(__name__)
 
@@ -72,9 +79,14 @@ class RankbridgeRerank(BaseNodePostprocessor):
         description="The reranker spec as given (config path, dict or shorthand), or the config of "
         "the Reranker passed in; never the model.",
     )
-    top_n: Optional[int] = Field(default=None, gt=0, description="Number of nodes to return; None returns all.")
+    top_n: Optional[StrictInt] = Field(default=None, gt=0, description="Number of nodes to return; None returns all.")
     score_threshold: Optional[float] = Field(
-        default=None, ge=0.0, le=1.0, description="Drop nodes whose calibrated relevance is below this."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Drop nodes whose calibrated relevance is below this.",
     )
     keep_retrieval_score: bool = Field(
         default=False, description="Keep the first-stage score in metadata['retrieval_score'] of a copied node."
@@ -84,6 +96,10 @@ class RankbridgeRerank(BaseNodePostprocessor):
     )
 
     _lazy: LazyReranker = PrivateAttr()
+
+    @field_serializer("reranker")
+    def _serialize_reranker(self, spec: Any) -> Any:
+        return shown_spec(spec)  # secrets are written masked, never in plain text
 
     def __init__(self, reranker: Reranker | str | Dict[str, Any] | os.PathLike | None = None, **kwargs: Any):
         lazy = LazyReranker(reranker)
@@ -111,6 +127,7 @@ class RankbridgeRerank(BaseNodePostprocessor):
         query_bundle: Optional[QueryBundle] = None,
     ) -> List[NodeWithScore]:
         query = _query_of(query_bundle)
+        nodes = _as_nodes(nodes)
         if not nodes:
             return []
         reranker = self._lazy.get()
@@ -125,6 +142,7 @@ class RankbridgeRerank(BaseNodePostprocessor):
         query_bundle: Optional[QueryBundle] = None,
     ) -> List[NodeWithScore]:
         query = _query_of(query_bundle)
+        nodes = _as_nodes(nodes)
         if not nodes:
             return []
         if not self._lazy.built:  # loading weights must not stall the event loop
@@ -174,6 +192,20 @@ class RankbridgeRerank(BaseNodePostprocessor):
         return out
 
 
+def _as_nodes(nodes: Any) -> List[NodeWithScore]:
+    """Any iterable of `NodeWithScore` (a list, a tuple, a generator) as a list, read once."""
+    if isinstance(nodes, (str, bytes, NodeWithScore, BaseNode, dict)):
+        raise TypeError(f"nodes must be a sequence of NodeWithScore, not a single {type(nodes).__name__}")
+    try:
+        items = list(nodes)
+    except TypeError:
+        raise TypeError(f"nodes must be a sequence of NodeWithScore, not a {type(nodes).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, NodeWithScore):
+            raise TypeError(f"node {i} is a {type(item).__name__}; expected a NodeWithScore")
+    return items
+
+
 def _query_of(query_bundle: Optional[QueryBundle]) -> str:
     if query_bundle is None:
         raise ValueError("RankbridgeRerank needs a query: pass query_str= or query_bundle= to postprocess_nodes")
@@ -181,7 +213,7 @@ def _query_of(query_bundle: Optional[QueryBundle]) -> str:
 
 
 def _with_retrieval_score(node: BaseNode, score: Optional[float]) -> BaseNode:
-    metadata = copy.deepcopy(node.metadata)
+    metadata = copied_metadata(node.metadata)
     metadata[RETRIEVAL_SCORE_KEY] = score
     return node.model_copy(
         update={
@@ -251,4 +283,48 @@ def nodes_to_candidates(
     return candidates
 
 
-__all__ = ["RankbridgeRerank", "node_image", "nodes_to_candidates"]
+class RankbridgeHybridRetriever(BaseRetriever):
+    """rankbridge's Qdrant hybrid first stage (`HybridRetriever`) as a LlamaIndex retriever.
+
+    Nodes are `TextNode`s with ``id_`` = the document id, the payload as metadata, and the
+    first-stage score as the `NodeWithScore` score; `similarity_top_k` of them, as LlamaIndex's
+    own retrievers count.
+
+    Example:
+        >>> from rankbridge.integrations.first_stage.qdrant import HybridRetriever
+        >>> store = HybridRetriever(show_progress=False)
+        >>> _ = store.index([{"id": "d1", "text": "Qdrant fuses dense and sparse results."},
+        ...                  {"id": "d2", "text": "Bananas are yellow."}])
+        >>> [n.node.node_id for n in RankbridgeHybridRetriever(store, similarity_top_k=1).retrieve("fusion")]
+        ['d1']
+        >>> store.close()
+    """
+
+    def __init__(
+        self,
+        hybrid: Any,
+        similarity_top_k: int = 100,
+        filter: Any = None,
+        mode: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(similarity_top_k, bool) or not isinstance(similarity_top_k, int) or similarity_top_k < 1:
+            raise ValueError(f"similarity_top_k must be a positive int, got {similarity_top_k!r}")
+        super().__init__(**kwargs)
+        self.hybrid = hybrid
+        self.similarity_top_k = similarity_top_k
+        self.filter = filter
+        self.mode = mode
+
+    def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        hits = self.hybrid.search(query_bundle.query_str, limit=self.similarity_top_k, filter=self.filter, mode=self.mode)
+        return [
+            NodeWithScore(node=TextNode(id_=str(c.id), text=c.text or "", metadata=dict(c.metadata)), score=c.score)
+            for c in hits
+        ]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        return await asyncio.to_thread(self._retrieve, query_bundle)
+
+
+__all__ = ["RankbridgeHybridRetriever", "RankbridgeRerank", "node_image", "nodes_to_candidates"]

@@ -12,6 +12,8 @@ number) becomes, for a backend that reads images, a lazy page image from
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 
 from rankbridge.rerankers.core.errors import CandidateError
 from rankbridge.rerankers.core.types import Candidate
+
+logger = logging.getLogger(__name__)
 
 # Metadata keys that hold a page image, in the order they are tried.
 IMAGE_KEYS = ("image", "image_base64", "image_path", "image_url")
@@ -137,10 +141,29 @@ class PdfPageSource:
 
 
 def _finite_or_none(score: Any) -> float | None:
+    """A framework's first-stage score as a float, passed on as given when it is a number
+    (a NaN or infinity then raises the core's `CandidateError` naming the item); None when it
+    is not a number at all (e.g. an unrelated ``score`` metadata value)."""
     if score is None or isinstance(score, bool):
         return None
     try:
-        value = float(score)
-    except (TypeError, ValueError):
+        return float(score)
+    except (TypeError, ValueError, OverflowError):
         return None
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def copied_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of an item's metadata for the copy an adapter returns. A value that cannot be
+    deep-copied (a lock, a client, an open file) is shared with the caller's item instead of
+    failing the whole rerank; the caller's metadata is never modified either way."""
+    try:
+        return copy.deepcopy(dict(metadata))
+    except Exception:  # noqa: BLE001 - deepcopy raises TypeError, PicklingError, anything from __reduce__
+        out: dict[str, Any] = {}
+        for key, value in metadata.items():
+            try:
+                out[key] = copy.deepcopy(value)
+            except Exception:  # noqa: BLE001
+                logger.debug("metadata value %r (%s) cannot be deep-copied; shared", key, type(value).__name__)
+                out[key] = value
+        return out

@@ -4,6 +4,11 @@ model itself built on first use.
 Both adapters (LlamaIndex, LangChain) keep the spec the user gave (a config path, a dict, a
 shorthand string, or None for `$RANKBRIDGE_RERANKER`) as a plain, serializable field, and
 never serialize the model.
+
+Secrets: a spec that holds a secret field (an `api_key`: typed `SecretStr` by its backend, or
+named like a key, token or password) is kept as a mapping whose secret values are `SecretStr`,
+so `repr`, `model_dump_json` and `to_json` show ``**********``; a pickled adapter keeps the real
+value (it is rebuilt with it).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import threading
 from typing import Any
 
 from rankbridge.rerankers.core.base import Reranker
-from rankbridge.rerankers.core.config import RerankerConfig, validate_config
+from pydantic import SecretStr
+
+from rankbridge.rerankers.core.config import RerankerConfig, secret_fields, validate_config
 from rankbridge.rerankers.core.errors import ConfigError
 from rankbridge.rerankers.core.loader import load_reranker, read_spec
 from rankbridge.rerankers.core.registry import available_backends, get_backend
@@ -45,7 +52,9 @@ class LazyReranker:
         if isinstance(spec, Reranker):
             self._reranker = spec
             self.config: RerankerConfig = spec.config
-            self.spec: SerializedSpec = {**spec.config.model_dump(mode="json"), "backend": spec.config.backend}
+            # python mode keeps SecretStr values as SecretStr: masked when shown, real when rebuilt
+            self._data = {**spec.config.model_dump(), "backend": spec.config.backend}
+            self.spec: SerializedSpec = _masked_spec(self._data, self.config)
             return
         if isinstance(spec, os.PathLike):
             spec = os.fspath(spec)
@@ -62,8 +71,13 @@ class LazyReranker:
                 f"reranker config needs a 'backend' field; known backends: {', '.join(available_backends())}"
             )
         self.config = validate_config(get_backend(backend).config_class, backend, data)
-        self.spec = spec
-        self._data = data
+        secrets = _secret_keys(data, self.config)
+        # what is rebuilt from: a typed secret as SecretStr (never a plain string in memory dumps)
+        self._data = {k: (SecretStr(v) if k in secrets and isinstance(v, str) and _typed_secret(self.config, k) else v)
+                      for k, v in data.items()}
+        # what is shown and serialized: the spec as given, or, when it holds a secret, the mapping
+        # with every secret masked
+        self.spec = _masked_spec(data, self.config) if secrets else spec
 
     @property
     def built(self) -> bool:
@@ -100,9 +114,7 @@ class LazyReranker:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock", None)
-        if not hasattr(self, "_data"):
-            state["_data"] = dict(self.spec)  # built from a Reranker: rebuild from its config
-        state["_reranker"] = None
+        state["_reranker"] = None  # rebuilt from `_data` (secrets included) on first use
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -111,3 +123,36 @@ class LazyReranker:
 
     def __repr__(self) -> str:
         return f"LazyReranker({self.spec!r}, built={self.built})"
+
+
+def shown_spec(spec: SerializedSpec) -> SerializedSpec:
+    """The spec as adapters serialize it (`model_dump`, `model_dump_json`, `to_json`): every
+    `SecretStr` value written as ``**********``.
+
+    Example:
+        >>> shown_spec({"backend": "listwise", "api_key": SecretStr("sk-1")})
+        {'backend': 'listwise', 'api_key': '**********'}
+    """
+    if isinstance(spec, dict):
+        return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in spec.items()}
+    return spec
+
+
+def _typed_secret(config: RerankerConfig, key: str) -> bool:
+    return isinstance(getattr(config, key, None), SecretStr)
+
+
+def _secret_keys(data: dict[str, Any], config: RerankerConfig) -> set[str]:
+    names = secret_fields(type(config))
+    return {k for k, v in data.items() if v is not None and (k in names or _typed_secret(config, k))}
+
+
+def _masked_spec(data: dict[str, Any], config: RerankerConfig) -> dict[str, Any]:
+    """`data` with every secret value as a `SecretStr` (shown as ``**********``)."""
+    secrets = _secret_keys(data, config)
+    out = {}
+    for key, value in data.items():
+        if key in secrets and not isinstance(value, SecretStr):
+            value = SecretStr(value if isinstance(value, str) else str(value))
+        out[key] = value
+    return out

@@ -172,7 +172,7 @@ def _string_spec(text: str, origin: str) -> tuple[dict[str, Any], str]:
     if is_file or text.lower().endswith(_FILE_SUFFIXES):
         if not is_file:
             raise ConfigError(
-                f"{origin} {shown} was read as a config file path (it ends in {path.suffix}), but there is no such file"
+                f"{origin} {shown} was read as a config file path (it ends in {path.suffix}), but the file was not found"
             )
         return _read_file(path), "file"
     if is_dir:

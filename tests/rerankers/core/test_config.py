@@ -117,7 +117,7 @@ def test_unknown_field_is_named():
 
 
 def test_missing_config_file():
-    with pytest.raises(ConfigError, match="'nope.yaml' was read as a config file path .* but there is no such file"):
+    with pytest.raises(ConfigError, match="'nope.yaml' was read as a config file path .* but the file was not found"):
         load_reranker("nope.yaml")
 
 

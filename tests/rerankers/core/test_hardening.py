@@ -298,7 +298,7 @@ def test_the_environment_variable_follows_the_same_rule(monkeypatch):
     [
         ('{"backend": "lexical",', "was read as an inline mapping (it starts with '{')"),
         ("backend: [1", "was read as an inline mapping (it has YAML 'key: value' lines)"),
-        ("missing.yaml", "was read as a config file path (it ends in .yaml), but there is no such file"),
+        ("missing.yaml", "was read as a config file path (it ends in .yaml), but the file was not found"),
         ("nosuch", "was read as the '<backend>:<model>' shorthand"),
         ("a b c", "is not an inline mapping"),
     ],
