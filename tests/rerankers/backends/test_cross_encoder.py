@@ -43,8 +43,8 @@ def model_path(model_dir):
 
 
 @pytest.fixture(scope="module")
-def torch_reranker(model_path):
-    return load_reranker({"backend": "cross-encoder", "model": MODEL})
+def torch_reranker(weak_cross_encoder):
+    return weak_cross_encoder  # loaded once per session (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rankbridge.rerankers import Candidate, load_reranker
 from rankbridge.rerankers.core.errors import ConfigError
-from rankbridge.rerankers.runtime.gguf import ensure_safetensors, smollm2_gguf_path
+from rankbridge.rerankers.runtime.gguf import smollm2_gguf_path
 
 QUERY = "what is the capital of france"
 DOCS = [
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    folder = ensure_safetensors()
-    return load_reranker({"backend": "llm-yes-no", "model": str(folder), "max_length": 160, "batch_size": 4})
+def smollm2(smollm2_yes_no):
+    return smollm2_yes_no  # loaded once per session (tests/conftest.py)
 
 
 def test_relevance_is_a_probability_for_every_candidate_and_invariants_hold(smollm2):
@@ -75,6 +74,24 @@ def test_suffix_is_never_truncated_and_the_prompt_uses_the_chat_template(smollm2
     assert shortened == 1 and len(prompts[0]) == smollm2.config.max_length and prompts[0][-len(tail) :] == tail
 
 
+def test_prefix_sharing_gives_the_scores_of_whole_prompts(smollm2, monkeypatch):
+    """The instruction + query prefix runs once per query and every document continues from its
+    cached keys/values: the same scores as whole prompts, for batches of mixed document lengths."""
+    queries = [QUERY, "statins and cholesterol"]
+    lists = [DOCS, [DOCS[3], DOCS[1], "Cholesterol.", DOCS[0], DOCS[2]]]
+    calls = []
+    original = smollm2._prefix_cache
+    monkeypatch.setattr(smollm2, "_prefix_cache", lambda prefix: calls.append(len(prefix)) or original(prefix))
+    shared = smollm2.rank_many(queries, lists)
+    assert len(calls) == 2 and min(calls) > 40  # once per query, and the prefix is the long part of the prompt
+    monkeypatch.setattr(smollm2.config, "share_prefix", False)
+    whole = smollm2.rank_many(queries, lists)
+    assert len(calls) == 2
+    for a, b in zip(shared, whole):
+        assert [r.index for r in a] == [r.index for r in b]
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
 def test_rank_many_matches_rank(smollm2):
     many = smollm2.rank_many([QUERY, "bananas"], [DOCS[:2], DOCS[1:3]])
     single = [smollm2.rank(QUERY, DOCS[:2]), smollm2.rank("bananas", DOCS[1:3])]
@@ -83,11 +100,11 @@ def test_rank_many_matches_rank(smollm2):
         np.testing.assert_allclose(a.scores, b.scores, atol=2e-3)
 
 
-def test_a_gguf_file_is_accepted_as_the_model():
+def test_a_gguf_file_is_accepted_as_the_model(smollm2_dir):
     reranker = load_reranker({"backend": "llm-yes-no", "model": str(smollm2_gguf_path()), "max_length": 128})
-    assert reranker.model_path == str(ensure_safetensors())
+    assert reranker.model_path == str(smollm2_dir)
 
 
-def test_multi_token_answer_word_is_a_clear_error():
+def test_multi_token_answer_word_is_a_clear_error(smollm2_dir):
     with pytest.raises(ConfigError, match="yes_token"):
-        load_reranker({"backend": "llm-yes-no", "model": str(ensure_safetensors()), "yes_token": "absolutely yes"})
+        load_reranker({"backend": "llm-yes-no", "model": str(smollm2_dir), "yes_token": "absolutely yes"})

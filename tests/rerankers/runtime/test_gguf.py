@@ -24,8 +24,8 @@ def test_missing_package_names_the_install_command(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def smollm2_folder():
-    return gguf.ensure_safetensors()
+def smollm2_folder(smollm2_dir):
+    return smollm2_dir  # tests/conftest.py: gguf.ensure_safetensors(), once per session
 
 
 @pytest.mark.slow
