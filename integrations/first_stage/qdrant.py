@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rankbridge.rerankers.core.errors import ConfigError, require
+from rankbridge.rerankers.core.errors import BackendError, ConfigError, require
 from rankbridge.rerankers.core.types import Candidate
 
 from rankbridge.integrations.first_stage.embeddings import SparseVector
@@ -35,6 +36,29 @@ DENSE = "dense"
 SPARSE = "bm25"
 _ID_NAMESPACE = uuid.UUID("6f1c7c38-5a0b-4d8e-9a51-2f8f0d3b7e11")
 _EXTRA = "qdrant"
+# A collection name becomes a folder (embedded store) or a URL path segment (server): one plain
+# name, never a path (no separators, no "..").
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+
+
+def check_collection_name(name: Any) -> str:
+    """`name` if it is a valid collection name: letters, digits, ``_``, ``-`` and ``.``, not
+    starting with ``.`` or ``-``, at most 255 characters; else a `ConfigError`.
+
+    Example:
+        >>> check_collection_name("scifact-v2")
+        'scifact-v2'
+        >>> check_collection_name("../../x")
+        Traceback (most recent call last):
+        ...
+        rankbridge.rerankers.core.errors.ConfigError: collection_name '../../x' is not a plain name: use letters, digits, '_', '-' and '.' (not first), at most 255 characters; it becomes a folder name
+    """
+    if not isinstance(name, str) or not _COLLECTION_NAME.match(name) or set(name) == {"."}:
+        raise ConfigError(
+            f"collection_name {name!r} is not a plain name: use letters, digits, '_', '-' and '.' (not first), "
+            "at most 255 characters; it becomes a folder name"
+        )
+    return name
 
 
 def point_id(doc_id: Any) -> str:
@@ -85,6 +109,13 @@ class HybridRetriever:
             `max_search_threads`; None: one per CPU). 1 by default: a hybrid query took a
             quarter of the time with one thread than with two on a busy 2-core machine.
         show_progress: tqdm progress bars for `index` and `search_many`.
+        timeout: seconds for one request to a Qdrant server (`url=`); a closed or silent
+            port is a `BackendError` naming the URL, not a hang.
+
+    Raises:
+        ConfigError: a bad argument, a `collection_name` that is not a plain name (it becomes
+            a folder), or a `path` that exists but is not a folder.
+        BackendError: the Qdrant server at `url` cannot be reached or fails a request.
 
     Example:
         >>> retriever = HybridRetriever()
@@ -113,7 +144,9 @@ class HybridRetriever:
         batch_size: int = 256,
         search_threads: int | None = 1,
         show_progress: bool = True,
+        timeout: float = 10.0,
     ):
+        check_collection_name(collection_name)
         _check_choice("mode", mode, MODES)
         _check_choice("fusion", fusion, FUSIONS)
         if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 1:
@@ -127,6 +160,16 @@ class HybridRetriever:
         _check_choice("store", store, ("edge", "qdrant-client"))
         if store == "edge" and url:
             raise ConfigError("url= needs store='qdrant-client' (a server is reached through qdrant-client)")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if path is not None and not url and Path(path).exists() and not Path(path).is_dir():
+            raise ConfigError(f"store path {path} exists and is not a folder; give a folder for the embedded store")
+        # Reach the store before loading the embedders: a bad server fails in a second, not after a model load.
+        client = None
+        where = f"Qdrant server {url}" if url else f"qdrant-client store at {path}"
+        if store == "qdrant-client" and url:
+            client = _make_client(None, url, api_key, timeout)
+            _call(where, "connecting", client.get_collections)
         if dense_embedder is None:
             from rankbridge.integrations.first_stage.embeddings import OnnxDenseEmbedder
 
@@ -157,7 +200,8 @@ class HybridRetriever:
         if store == "edge":
             self._store: _EdgeStore | _ClientStore = _EdgeStore(self.path / collection_name, signature, search_threads)
         else:
-            self._store = _ClientStore(_make_client(self.path, url, api_key), collection_name, signature)
+            client = client or _make_client(self.path, url, api_key, timeout)
+            self._store = _ClientStore(client, collection_name, signature, where)
 
     # ------------------------------------------------------------------ indexing
 
@@ -289,31 +333,44 @@ class HybridRetriever:
 
     # ------------------------------------------------------------------ framework adapters
 
-    def as_llama_index(self, limit: int = 100, filter: Any = None, mode: Mode | None = None):
-        """This retriever as a LlamaIndex `BaseRetriever` (nodes carry the payload as metadata).
+    def as_llama_index(
+        self,
+        similarity_top_k: int | None = None,
+        filter: Any = None,
+        mode: Mode | None = None,
+        *,
+        limit: int | None = None,
+    ):
+        """This retriever as a LlamaIndex `BaseRetriever`
+        (`rankbridge.integrations.llama_index.RankbridgeHybridRetriever`): nodes carry the payload
+        as metadata; `similarity_top_k` (LlamaIndex's name; `limit` is an alias) nodes, 100 by default.
 
         Example:
             >>> retriever = HybridRetriever()
             >>> _ = retriever.index([{"id": "d1", "text": "Qdrant fuses dense and sparse results."}])
-            >>> retriever.as_llama_index(limit=5).retrieve("fusion")[0].node.node_id
+            >>> retriever.as_llama_index(similarity_top_k=5).retrieve("fusion")[0].node.node_id
             'd1'
         """
-        from rankbridge.integrations.first_stage.retrievers import llama_index_retriever
+        from rankbridge.integrations.llama_index import RankbridgeHybridRetriever
 
-        return llama_index_retriever(self, limit=limit, filter=filter, mode=mode)
+        top_k = _one_count("similarity_top_k", similarity_top_k, limit)
+        return RankbridgeHybridRetriever(self, similarity_top_k=top_k, filter=filter, mode=mode)
 
-    def as_langchain(self, limit: int = 100, filter: Any = None, mode: Mode | None = None):
-        """This retriever as a LangChain `BaseRetriever` (documents carry the payload as metadata).
+    def as_langchain(self, k: int | None = None, filter: Any = None, mode: Mode | None = None, *, limit: int | None = None):
+        """This retriever as a LangChain `BaseRetriever`
+        (`rankbridge.integrations.langchain.RankbridgeHybridRetriever`): documents carry the
+        payload as metadata; `k` (LangChain's name; `limit` is an alias) documents, 100 by
+        default, or ``invoke(query, k=...)`` per call.
 
         Example:
             >>> retriever = HybridRetriever()
             >>> _ = retriever.index([{"id": "d1", "text": "Qdrant fuses dense and sparse results."}])
-            >>> retriever.as_langchain(limit=5).invoke("fusion")[0].id
+            >>> retriever.as_langchain(k=5).invoke("fusion")[0].id
             'd1'
         """
-        from rankbridge.integrations.first_stage.retrievers import langchain_retriever
+        from rankbridge.integrations.langchain import RankbridgeHybridRetriever
 
-        return langchain_retriever(self, limit=limit, filter=filter, mode=mode)
+        return RankbridgeHybridRetriever(hybrid=self, k=_one_count("k", k, limit), filter=filter, mode=mode)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -339,6 +396,15 @@ class HybridRetriever:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _one_count(name: str, value: int | None, limit: int | None, default: int = 100) -> int:
+    if value is not None and limit is not None and value != limit:
+        raise ConfigError(f"{name}={value!r} and limit={limit!r} disagree; give one of them")
+    count = value if value is not None else limit if limit is not None else default
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"{name} must be a positive int, got {count!r}")
+    return count
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -376,12 +442,31 @@ def _candidate(hit: _Hit) -> Candidate:
     return Candidate(text=text, id=doc_id, metadata=payload, score=float(hit.score))
 
 
-def _make_client(path: Path | None, url: str | None, api_key: str | None):
+def _make_client(path: Path | None, url: str | None, api_key: str | None, timeout: float = 10.0):
     qdrant_client = require("qdrant_client", extra=_EXTRA, package="qdrant-client")
     if url:
-        return qdrant_client.QdrantClient(url=url, api_key=api_key)
+        # No version probe at construction: it warns on stderr and waits on a silent port; the
+        # first request (collection_exists) reaches the server and fails as one BackendError.
+        try:
+            return qdrant_client.QdrantClient(
+                url=url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False
+            )
+        except Exception as exc:  # noqa: BLE001 - a malformed URL and the like
+            raise ConfigError(f"cannot use Qdrant server url {url!r}: {type(exc).__name__}: {exc}") from None
     path.mkdir(parents=True, exist_ok=True)
     return qdrant_client.QdrantClient(path=str(path))
+
+
+def _call(where: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A qdrant-client request; a connection failure, timeout or server error becomes one
+    `BackendError` naming the store, instead of a deep traceback from the HTTP stack."""
+    try:
+        return fn(*args, **kwargs)
+    except (ConfigError, BackendError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - qdrant-client raises httpx, grpc and its own errors
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise BackendError(f"{where}: {what} failed: {type(exc).__name__}: {detail}") from None
 
 
 def _filter_items(filter: Mapping[str, Any]):
@@ -402,14 +487,15 @@ def _filter_items(filter: Mapping[str, Any]):
 class _ClientStore:
     """qdrant-client: local mode (`path=`) or a server (`url=`); the same calls either way."""
 
-    def __init__(self, client: Any, collection: str, signature: dict[str, Any]):
+    def __init__(self, client: Any, collection: str, signature: dict[str, Any], where: str = "Qdrant"):
         from qdrant_client import models
 
         self.client = client
         self.models = models
         self.collection = collection
-        if client.collection_exists(collection):
-            params = client.get_collection(collection).config.params
+        self.where = where
+        if self._call("checking the collection", client.collection_exists, collection):
+            params = self._call("reading the collection", client.get_collection, collection).config.params
             size = params.vectors[DENSE].size if isinstance(params.vectors, dict) and DENSE in params.vectors else None
             if size != signature["dim"] or SPARSE not in (params.sparse_vectors or {}):
                 raise ConfigError(
@@ -417,7 +503,9 @@ class _ClientStore:
                     f"expected {signature['dim']} and a {SPARSE!r} sparse vector); use another collection_name"
                 )
         else:
-            client.create_collection(
+            self._call(
+                "creating the collection",
+                client.create_collection,
                 collection,
                 vectors_config={DENSE: models.VectorParams(size=signature["dim"], distance=models.Distance.COSINE)},
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
@@ -433,13 +521,16 @@ class _ClientStore:
             )
             for pid, d, s, p in zip(ids, dense, sparse, payloads)
         ]
-        self.client.upsert(self.collection, points=points, wait=True)
+        self._call("upserting points", self.client.upsert, self.collection, points=points, wait=True)
 
     def finish(self) -> None:
         pass
 
     def count(self) -> int:
-        return self.client.count(self.collection, exact=True).count
+        return self._call("counting points", self.client.count, self.collection, exact=True).count
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return _call(self.where, what, fn, *args, **kwargs)
 
     def _filter(self, filter: Any):
         m = self.models
@@ -474,7 +565,9 @@ class _ClientStore:
     def query(self, requests: list[_Request]) -> list[list[_Hit]]:
         native = [self._request(r) for r in requests]
         sent = [n for n in native if n is not None]
-        responses = iter(self.client.query_batch_points(self.collection, requests=sent) if sent else [])
+        responses = iter(
+            self._call("searching", self.client.query_batch_points, self.collection, requests=sent) if sent else []
+        )
         out = []
         for n in native:
             points = [] if n is None else next(responses).points
