@@ -1,5 +1,8 @@
 """BEIR-format datasets: corpus.jsonl, queries.jsonl and qrels/<split>.tsv. Errors name the file and line.
 
+Files are UTF-8 (a leading byte-order mark is allowed); another encoding is an error naming the
+file, the line and the byte, never a raw `UnicodeDecodeError`.
+
 Example:
     >>> from rankbridge.rerankers.core.paths import data_dir
     >>> scifact = load_beir(data_dir() / "beir" / "scifact")
@@ -9,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -98,20 +102,45 @@ def load_beir(folder: str | os.PathLike, split: str = "test") -> BeirDataset:
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, folder=root, split=split)
 
 
-def _jsonl(path: Path) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file; a UTF-8 byte-order mark is skipped, anything that is
+    not UTF-8 raises `BeirFormatError` naming the file, line and column."""
     if not path.is_file():
         raise BeirFormatError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
+            if line_no == 1:
+                if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise BeirFormatError(
+                        f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); BEIR files are UTF-8 "
+                        f"(convert with: iconv -f UTF-16 -t UTF-8)"
+                    )
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if b"\x00" in raw:
+                raise BeirFormatError(
+                    f"{path}:{line_no}: NUL byte at column {raw.index(0) + 1} (UTF-16 or binary?); BEIR files are UTF-8 text"
+                )
             try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise BeirFormatError(f"{path}:{line_no}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise BeirFormatError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            yield path, line_no, record
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BeirFormatError(
+                    f"{path}:{line_no}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); BEIR files "
+                    "are UTF-8 (a Latin-1 file converts with: iconv -f LATIN1 -t UTF-8)"
+                ) from None
+            yield line_no, text
+
+
+def _jsonl(path: Path) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    for line_no, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BeirFormatError(f"{path}:{line_no}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise BeirFormatError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+        yield path, line_no, record
 
 
 def _field(record: dict[str, Any], key: str, path: Path, line: int) -> str:
@@ -124,28 +153,34 @@ def _field(record: dict[str, Any], key: str, path: Path, line: int) -> str:
 
 
 def _read_qrels(path: Path, queries: dict[str, str]) -> dict[str, dict[str, int]]:
-    if not path.is_file():
-        raise BeirFormatError(f"{path}: file not found")
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            cols = raw.rstrip("\r\n").split("\t")
-            if line_no == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
-                continue
-            if len(cols) != 3:
-                raise BeirFormatError(
-                    f"{path}:{line_no}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}"
-                )
-            qid, doc_id, grade = (c.strip() for c in cols)
-            try:
-                value = int(grade)
-            except ValueError:
-                raise BeirFormatError(f"{path}:{line_no}: score {grade!r} is not an integer") from None
-            if qid not in queries:
-                raise BeirFormatError(f"{path}:{line_no}: query id {qid!r} is not in queries.jsonl")
-            qrels.setdefault(qid, {})[doc_id] = value
+    conflicts: list[str] = []
+    for line_no, raw in _lines(path):
+        if not raw.strip():
+            continue
+        cols = raw.rstrip("\r\n").split("\t")
+        if line_no == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue
+        if len(cols) != 3:
+            raise BeirFormatError(
+                f"{path}:{line_no}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}"
+            )
+        qid, doc_id, grade = (c.strip() for c in cols)
+        try:
+            value = int(grade)
+        except ValueError:
+            raise BeirFormatError(f"{path}:{line_no}: score {grade!r} is not an integer") from None
+        if qid not in queries:
+            raise BeirFormatError(f"{path}:{line_no}: query id {qid!r} is not in queries.jsonl")
+        judged = qrels.setdefault(qid, {})
+        if doc_id in judged and judged[doc_id] != value:
+            conflicts.append(f"line {line_no}: ({qid!r}, {doc_id!r}) graded {value}, earlier {judged[doc_id]}")
+        judged[doc_id] = value
+    if conflicts:
+        logger.warning(
+            "%s: %d duplicate judgments with a different grade; the last one is kept (first: %s)",
+            path, len(conflicts), conflicts[0],
+        )
     if not qrels:
         raise BeirFormatError(f"{path}: no judgments")
     return qrels
