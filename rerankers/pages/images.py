@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,8 +179,8 @@ def load_image(image: Any) -> PILImage.Image:
     seconds), or a lazy page from `pdf_pages`.
 
     Raises:
-        ValueError: the value is none of these, or its bytes are not a readable image; the
-            message says which form was tried.
+        ValueError: the value is none of these, its bytes are not a readable image, or the
+            image has no pixels (a 0 x 0 or 0 x h image); the message says which form was tried.
 
     Example:
         >>> import base64, io
@@ -188,6 +189,14 @@ def load_image(image: Any) -> PILImage.Image:
         >>> load_image(base64.b64encode(buf.getvalue()).decode()).size
         (2, 5)
     """
+    pil = _load_image(image)
+    width, height = pil.size
+    if width < 1 or height < 1:
+        raise ValueError(f"the image is {width} x {height} pixels; a page image needs at least one pixel")
+    return pil
+
+
+def _load_image(image: Any) -> PILImage.Image:
     Image = _pil()
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
@@ -300,17 +309,39 @@ def fit_pixels(image: PILImage.Image, min_pixels: int | None, max_pixels: int | 
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n\r-_")
 
 
+# An image URL fetch has an overall deadline (connecting, redirects and every byte of the body),
+# not a per-read timeout: a server that trickles one byte at a time cannot hold a rank open.
 IMAGE_FETCH_TIMEOUT = 30.0
+# The longest any single network read may wait (so the deadline is checked at least this often).
+IMAGE_FETCH_READ_TIMEOUT = 5.0
+IMAGE_FETCH_MAX_BYTES = 64 << 20
 
 
 def _fetch(url: str) -> bytes:
+    """The body at `url`, within `IMAGE_FETCH_TIMEOUT` seconds in all and `IMAGE_FETCH_MAX_BYTES`."""
     httpx = require("httpx", extra="vllm")
+    deadline = time.monotonic() + IMAGE_FETCH_TIMEOUT
+    shown = url[:120]
+    step = min(IMAGE_FETCH_READ_TIMEOUT, IMAGE_FETCH_TIMEOUT)
+    timeout = httpx.Timeout(step, connect=step)
+    chunks: list[bytes] = []
+    size = 0
     try:
-        response = httpx.get(url, timeout=IMAGE_FETCH_TIMEOUT, follow_redirects=True)
-        response.raise_for_status()
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > IMAGE_FETCH_MAX_BYTES:
+                    raise ValueError(f"image {shown} is larger than {IMAGE_FETCH_MAX_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise ValueError(
+                        f"image {shown} was still loading after the {IMAGE_FETCH_TIMEOUT:g} s deadline "
+                        f"({size} bytes so far)"
+                    )
     except httpx.HTTPError as exc:
-        raise ValueError(f"cannot fetch image {url[:120]}: {type(exc).__name__}: {exc}") from None
-    return response.content
+        raise ValueError(f"cannot fetch image {shown}: {type(exc).__name__}: {exc}") from None
+    return b"".join(chunks)
 
 
 def _is_file(text: str) -> bool:
