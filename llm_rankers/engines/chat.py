@@ -6,7 +6,9 @@ with their log-probabilities (when asked), and the token usage; `ClientStats` ke
 totals. Content may be a string or a list of OpenAI content parts (`{"type": "text", ...}`,
 `{"type": "image_url", ...}`) for vision models. The engines: `openai_http.OpenAIChatClient`
 (an OpenAI-compatible server such as `vllm serve`) and `vllm_inprocess.InProcessVLLMClient`.
-`BackgroundLoop` lets synchronous methods run the async calls.
+An engine subclasses `ChatClient` and implements `_complete(request)`; the protocol's `chat`
+builds the `ChatRequest` and counts the result. `BackgroundLoop` (from `rerankers.runtime`) lets
+synchronous methods run the async calls.
 
 Example:
     >>> from rankbridge.llm_rankers.engines.chat import ChatResult, TokenLogprob
@@ -17,13 +19,13 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-T = TypeVar("T")
+from rankbridge.rerankers.runtime.event_loop import BackgroundLoop
+
 Message = dict[str, Any]
 
 
@@ -58,23 +60,55 @@ class ChatResult:
 
 @dataclass
 class ClientStats:
-    """Running totals of one client (all event loops together)."""
+    """Running totals of one client (all event loops and threads together).
+
+    Example:
+        >>> stats = ClientStats()
+        >>> stats.add(ChatResult("A", prompt_tokens=38, completion_tokens=1, attempts=2))
+        >>> stats.calls, stats.prompt_tokens, stats.retries
+        (1, 38, 1)
+    """
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
     failures: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def add(self, result: ChatResult) -> None:
-        self.calls += 1
-        self.prompt_tokens += result.prompt_tokens
-        self.completion_tokens += result.completion_tokens
-        self.retries += result.attempts - 1
+        """Count one answered call."""
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += result.prompt_tokens
+            self.completion_tokens += result.completion_tokens
+            self.retries += result.attempts - 1
+
+    def add_failure(self) -> None:
+        """Count one call that failed after every attempt."""
+        with self._lock:
+            self.failures += 1
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """The arguments of one `chat` call, as an engine's `_complete` receives them (normalized:
+    `top_logprobs` is None unless log-probabilities were asked; `stop` is None or a list)."""
+
+    messages: list[Message]
+    max_tokens: int
+    temperature: float = 0.0
+    top_logprobs: int | None = None
+    stop: list[str] | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 class ChatClient(Protocol):
-    """What a ranker needs from an LLM engine."""
+    """What a ranker needs from an LLM engine: `chat`, `close`, `aclose`, `model` and `stats`.
+
+    The engines here subclass it and implement `_complete`; any other object with these members
+    (a test double) fits as well.
+    """
 
     model: str
     stats: ClientStats
@@ -89,51 +123,29 @@ class ChatClient(Protocol):
         top_logprobs: int | None = None,
         stop: Sequence[str] | None = None,
         extra_body: dict[str, Any] | None = None,
-    ) -> ChatResult: ...
+    ) -> ChatResult:
+        """One chat completion. `logprobs=True` asks for the `top_logprobs` most likely
+        alternatives of each generated token; `ChatResult.first_token_logprobs` holds the first's.
+        `extra_body` adds engine-specific fields (e.g. vLLM's `chat_template_kwargs`)."""
+        request = ChatRequest(
+            messages=list(messages),
+            max_tokens=int(max_tokens),
+            temperature=float(temperature),
+            top_logprobs=int(top_logprobs or 1) if logprobs else None,
+            stop=list(stop) if stop else None,
+            extra_body=dict(extra_body or {}),
+        )
+        result = await self._complete(request)
+        self.stats.add(result)
+        return result
+
+    async def _complete(self, request: ChatRequest) -> ChatResult:
+        """The engine's one primitive: answer `request`."""
+        raise NotImplementedError
 
     def close(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
-class BackgroundLoop:
-    """A private event loop on a daemon thread, so synchronous methods can run async code even
-    when the caller is itself inside a running loop (a notebook, an async web handler).
-
-    Example:
-        >>> import asyncio
-        >>> loop = BackgroundLoop()
-        >>> loop.run(asyncio.sleep(0, result=42))
-        42
-        >>> loop.stop()
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self._ensure()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="rankbridge-llm-loop", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
-            loop.close()
-
-
-__all__ = ["BackgroundLoop", "ChatClient", "ChatResult", "ClientStats", "Message", "TokenLogprob"]
+__all__ = ["BackgroundLoop", "ChatClient", "ChatRequest", "ChatResult", "ClientStats", "Message", "TokenLogprob"]

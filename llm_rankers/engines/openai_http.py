@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rankbridge.llm_rankers.engines.chat import ChatResult, ClientStats, Message, TokenLogprob
+from rankbridge.llm_rankers.engines.chat import ChatClient, ChatRequest, ChatResult, ClientStats, TokenLogprob
 from rankbridge.rerankers.core.errors import BackendError, require
+from rankbridge.rerankers.runtime.rerank_http import retry_after_seconds, snippet
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class _LoopState:
     semaphore: asyncio.Semaphore
 
 
-class OpenAIChatClient:
+class OpenAIChatClient(ChatClient):
     """Async client for an OpenAI-compatible chat-completions server (`vllm serve`, ...).
 
     Connections are pooled per event loop; at most `max_concurrency` requests are in flight per
@@ -93,7 +92,6 @@ class OpenAIChatClient:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
         self.stats = ClientStats()
 
     @property
@@ -105,38 +103,21 @@ class OpenAIChatClient:
 
     # ------------------------------------------------------------------ public
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        *,
-        temperature: float = 0.0,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        stop: Sequence[str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> ChatResult:
-        """One chat completion. `logprobs=True` asks for the `top_logprobs` most likely
-        alternatives of each generated token; `ChatResult.first_token_logprobs` holds the first's.
-        `extra_body` adds server-specific fields (e.g. vLLM's `chat_template_kwargs`)."""
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": list(messages),
-            "max_tokens": int(max_tokens),
-            "temperature": float(temperature),
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
         }
-        if logprobs:
+        if request.top_logprobs is not None:
             payload["logprobs"] = True
-            payload["top_logprobs"] = int(top_logprobs or 1)
-        if stop:
-            payload["stop"] = list(stop)
-        if extra_body:
-            payload.update(extra_body)
+            payload["top_logprobs"] = request.top_logprobs
+        if request.stop:
+            payload["stop"] = request.stop
+        payload.update(request.extra_body)
         body, attempts = await self._post_json(self.endpoint, payload)
-        result = _chat_result_from_openai(body, attempts, self.endpoint)
-        with self._lock:
-            self.stats.add(result)
-        return result
+        return _chat_result_from_openai(body, attempts, self.endpoint)
 
     async def models(self) -> list[str]:
         """The model names the server serves (`GET /models`)."""
@@ -191,8 +172,7 @@ class OpenAIChatClient:
             except asyncio.TimeoutError:
                 reason, retry_after = f"no complete answer within timeout={self.timeout:g}s", None
             if attempt > self.max_retries:
-                with self._lock:
-                    self.stats.failures += 1
+                self.stats.add_failure()
                 raise BackendError(f"{method} {url} failed after {attempt} attempt(s): {reason}")
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             if retry_after is not None:
@@ -212,13 +192,13 @@ class OpenAIChatClient:
             raise _RetryableError(f"connection error ({type(exc).__name__}: {exc})") from exc
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _RetryableError(f"HTTP {status}: {_snippet(response.text)}", _retry_after(response))
+            raise _RetryableError(f"HTTP {status}: {snippet(response.text)}", retry_after_seconds(response.headers))
         if status >= 400:
-            raise BackendError(f"{method} {url} was rejected with HTTP {status}: {_snippet(response.text)}")
+            raise BackendError(f"{method} {url} was rejected with HTTP {status}: {snippet(response.text)}")
         try:
             return response.json()
         except ValueError as exc:
-            raise _RetryableError(f"unreadable JSON in the answer (truncated?): {_snippet(response.text)}") from exc
+            raise _RetryableError(f"unreadable JSON in the answer (truncated?): {snippet(response.text)}") from exc
 
 
 def _chat_result_from_openai(body: Any, attempts: int, url: str) -> ChatResult:
@@ -248,19 +228,6 @@ def _chat_result_from_openai(body: Any, attempts: int, url: str) -> ChatResult:
         finish_reason=choice.get("finish_reason"),
         attempts=attempts,
     )
-
-
-def _retry_after(response: Any) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 __all__ = ["OpenAIChatClient"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
 from typing import Any
 
-from rankbridge.llm_rankers.engines.chat import ChatResult, ClientStats, Message, TokenLogprob
+from rankbridge.llm_rankers.engines.chat import ChatClient, ChatRequest, ChatResult, ClientStats, Message, TokenLogprob
 from rankbridge.rerankers.core.errors import BackendError, MissingDependencyError, require
 
 
@@ -16,7 +15,7 @@ from rankbridge.rerankers.core.errors import BackendError, MissingDependencyErro
 _CHAT_KWARGS = ("add_generation_prompt", "continue_final_message", "chat_template_kwargs")
 
 
-class InProcessVLLMClient:
+class InProcessVLLMClient(ChatClient):
     """`chat` on an in-process `vllm.LLM` (the `vllm` package must be importable here).
 
     Calls run in a worker thread, one at a time (a `vllm.LLM` is not thread-safe), so the event
@@ -34,33 +33,19 @@ class InProcessVLLMClient:
         self._vllm = vllm
         self._llm = vllm.LLM(model=model, **engine_kwargs)
         self._lock = threading.Lock()
-        self._stats_lock = threading.Lock()
         self.stats = ClientStats()
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        max_tokens: int,
-        *,
-        temperature: float = 0.0,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        stop: Sequence[str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> ChatResult:
-        extra = dict(extra_body or {})
+    async def _complete(self, request: ChatRequest) -> ChatResult:
+        extra = dict(request.extra_body)
         chat_kwargs = {k: extra.pop(k) for k in _CHAT_KWARGS if k in extra}
         params = self._vllm.SamplingParams(
-            max_tokens=int(max_tokens),
-            temperature=float(temperature),
-            logprobs=int(top_logprobs or 1) if logprobs else None,
-            stop=list(stop) if stop else None,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            logprobs=request.top_logprobs,
+            stop=request.stop,
             **extra,
         )
-        result = await asyncio.to_thread(self._chat_sync, list(messages), params, chat_kwargs)
-        with self._stats_lock:
-            self.stats.add(result)
-        return result
+        return await asyncio.to_thread(self._chat_sync, request.messages, params, chat_kwargs)
 
     def _chat_sync(self, messages: list[Message], params: Any, chat_kwargs: dict[str, Any]) -> ChatResult:
         with self._lock:
