@@ -42,6 +42,12 @@ BUILTIN_BACKENDS: dict[str, BuiltinBackend] = {
     "ocr-page": BuiltinBackend("rankbridge.rerankers.backends.ocr_page:OCRPageReranker", "vlm"),
     "vllm-page": BuiltinBackend("rankbridge.llm_rankers.vllm_page:VLLMPageReranker", "vllm"),
     "listwise": BuiltinBackend("rankbridge.llm_rankers.listwise.reranker:ListwiseReranker", "vllm"),
+    "cohere": BuiltinBackend("rankbridge.rerankers.backends.cohere:CohereReranker", "remote"),
+    "voyage": BuiltinBackend("rankbridge.rerankers.backends.voyage:VoyageReranker", "remote"),
+    "jina": BuiltinBackend("rankbridge.rerankers.backends.jina:JinaReranker", "remote"),
+    "tei": BuiltinBackend("rankbridge.rerankers.backends.tei:TEIReranker", "remote"),
+    "vllm-rerank": BuiltinBackend("rankbridge.rerankers.backends.vllm_rerank:VLLMRerankReranker", "remote"),
+    "infinity": BuiltinBackend("rankbridge.rerankers.backends.infinity:InfinityReranker", "remote"),
 }
 
 
