@@ -10,7 +10,7 @@ an order, which is applied to the running order (`scheduler.py`). Two modes:
   log-probabilities of the first generated token (FIRST): one forward pass, one output token.
 
 Scores are rank-derived, not probabilities: the candidate at final position p of n gets
-`score = n - p` and `relevance = 1 - p / n` (`rerankers.base.rank_derived_scores`).
+`score = n - p` and `relevance = 1 - p / n` (`rerankers.core.base.rank_derived_scores`).
 
 Engines: `openai` (default) talks to an OpenAI-compatible server such as `vllm serve` over HTTP
 (`engines.openai_http.OpenAIChatClient`); `vllm` runs `vllm.LLM` in this process.
