@@ -19,15 +19,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=100, help="first-stage candidates per query (default 100)")
     p.add_argument("--queries", type=int, default=None, help="evaluate a seeded random sample of this many queries")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None, help="write the metrics as JSON here")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write the metrics as JSON here: means, per-query metrics of every configuration, the intervals")
     p.add_argument("--plot", type=Path, default=None, help="write a bar chart PNG here")
+    p.add_argument("--plot-differences", type=Path, default=None,
+                   help="write a PNG of each reranked configuration's per-query nDCG@10 differences vs its first stage, sorted")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples over queries (default 10000)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     add_store_arguments(p)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from rankbridge.integrations.evaluation.beir import load_beir
-    from rankbridge.integrations.evaluation.metrics import Configuration, evaluate_configurations, plot_report
+    from rankbridge.integrations.evaluation.metrics import Configuration, evaluate_configurations, plot_differences, plot_report
 
     dataset = load_beir(args.beir, split=args.split)
     queries = dataset.eval_queries(sample=args.queries, seed=args.seed)
@@ -36,15 +41,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with open_retriever(args) as retriever:
         ensure_indexed(retriever, dataset)
         report = evaluate_configurations(
-            retriever, queries, dataset.qrels, configs, limit=args.limit, dataset=dataset.name
+            retriever, queries, dataset.qrels, configs, limit=args.limit, dataset=dataset.name,
+            resamples=args.resamples, seed=args.bootstrap_seed,
         )
     sample = f"a seeded sample of {len(queries)}" if args.queries else f"all {len(queries)}"
     print(f"{dataset.name} ({dataset.split}): {sample} judged queries, first stage top {args.limit}, rerank depth {args.depth}")
     print(report.table())
+    if report.comparisons:
+        print()
+        print(report.comparison_table())
     if args.json:
         args.json.write_text(json.dumps(report.to_dict(), indent=2))
         print(f"metrics written to {args.json}")
     if args.plot:
         plot_report(report, str(args.plot))
         print(f"bar chart written to {args.plot}")
+    if args.plot_differences:
+        if not report.comparisons:
+            print("no reranked configuration: no per-query differences to plot")
+        else:
+            plot_differences(report, str(args.plot_differences))
+            print(f"per-query differences written to {args.plot_differences}")
     return 0
