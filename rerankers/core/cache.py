@@ -13,7 +13,8 @@ cached one whole list at a time: any change to the list is a miss.
 
 `memory` is a thread-safe LRU of `cache_size` entries per reranker. `disk` is one SQLite file in WAL
 mode under `$RANKBRIDGE_CACHE_DIR/scores/`, shared by every process (writes are transactions that
-wait for each other; a damaged file is moved aside and a fresh one started).
+wait for each other; past `DISK_MAX_ENTRIES` the oldest scores are dropped; a damaged file is moved
+aside and a fresh one started).
 
 Example:
     >>> from rankbridge.rerankers import load_reranker
@@ -49,6 +50,7 @@ from rankbridge.rerankers.core.types import Candidate
 logger = logging.getLogger(__name__)
 
 DB_NAME = "scores.sqlite3"
+DISK_MAX_ENTRIES = 5_000_000  # about 1 GB; past it the oldest tenth is dropped
 _SCHEMA_VERSION = 1
 
 # One cached value: the raw scores and relevances of one candidate (a 1-tuple each) or of a whole list.
@@ -121,10 +123,12 @@ class SqliteStore:
     another process's transaction instead of failing.
     """
 
-    def __init__(self, path: str | os.PathLike, timeout_s: float = 60.0):
+    def __init__(self, path: str | os.PathLike, timeout_s: float = 60.0, max_entries: int = DISK_MAX_ENTRIES):
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.max_entries = max_entries
         self._lock = threading.Lock()
+        self._since_check = 0
         self._conn = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -184,6 +188,21 @@ class SqliteStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            self._since_check += len(rows)
+            if self._since_check >= max(1, self.max_entries // 100):
+                self._since_check = 0
+                self._prune()
+
+    def _prune(self) -> None:
+        """Keep the file bounded: past `max_entries`, drop the oldest stored tenth."""
+        count = int(self._conn.execute("SELECT count(*) FROM scores").fetchone()[0])
+        if count <= self.max_entries:
+            return
+        drop = count - self.max_entries + self.max_entries // 10
+        self._conn.execute(
+            "DELETE FROM scores WHERE key IN (SELECT key FROM scores ORDER BY stored LIMIT ?)", (drop,)
+        )
+        logger.info("score cache %s: dropped the %d oldest of %d scores", self.path, drop, count)
 
     def __len__(self) -> int:
         with self._lock:

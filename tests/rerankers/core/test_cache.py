@@ -343,3 +343,12 @@ def test_score_cache_rejects_a_backend_that_returns_too_few(cache_root):
     with pytest.raises(BackendError, match="returned 1 scores"):
         cache.score_batch(["q"], [[Candidate(text="a"), Candidate(text="b")]], lambda qs, ls: [Scores([1.0], [0.5])])
     assert len(cache.store) == 0
+
+
+def test_the_disk_store_stays_bounded(tmp_path):
+    store = SqliteStore(tmp_path / "s.sqlite3", max_entries=100)
+    for start in range(0, 300, 10):
+        store.put_many({f"k{i}".encode(): ((float(i),), (0.5,)) for i in range(start, start + 10)})
+    assert 90 <= len(store) <= 100
+    assert store.get_many([b"k299"]) and not store.get_many([b"k0"])  # the oldest went first
+    store.close()
