@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from rankbridge.rerankers.core.base import Reranker, Scores
+from rankbridge.rerankers.core.base import QueryError, Reranker, Scores
 from rankbridge.rerankers.core.calibration import minmax, sigmoid
 from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.errors import BackendError, ConfigError, require
@@ -113,7 +113,9 @@ class CrossEncoderConfig(RerankerConfig):
 class _Pair:
     ids: list[int]
     types: list[int]
-    owner: int  # index of the (query, candidate) document this window belongs to
+    # the (query, candidate) documents this exact window belongs to: equal pairs are scored once,
+    # so equal inputs get equal scores whatever batch (and padding) they would have landed in
+    owners: list[int]
 
 
 class CrossEncoderReranker(Reranker):
@@ -172,8 +174,10 @@ class CrossEncoderReranker(Reranker):
         window_scores = self._run(pairs)
         num_docs = sum(len(c) for c in candidate_lists)
         pooled = np.full(num_docs, -np.inf)
-        owners = np.fromiter((p.owner for p in pairs), dtype=np.int64, count=len(pairs))
-        np.maximum.at(pooled, owners, window_scores)
+        owners = np.fromiter((o for p in pairs for o in p.owners), dtype=np.int64)
+        repeats = np.fromiter((len(p.owners) for p in pairs), dtype=np.int64, count=len(pairs))
+        with np.errstate(invalid="ignore"):  # NaN logits (damaged weights) are reported by the base class
+            np.maximum.at(pooled, owners, np.repeat(window_scores, repeats))
         if counts["truncated"] or counts["chunked"]:
             logger.info(
                 "cross-encoder: %d of %d documents longer than fit beside the query (max_length %d): "
@@ -197,18 +201,22 @@ class CrossEncoderReranker(Reranker):
     def _build_pairs(
         self, queries: list[str], candidate_lists: list[list[Candidate]]
     ) -> tuple[list[_Pair], dict[str, int]]:
-        """Tokenize each distinct text once and lay out every (query, window) pair."""
+        """Tokenize each distinct text once and lay out every distinct (query, window) pair."""
         cfg: CrossEncoderConfig = self.config  # type: ignore[assignment]
         texts = list(dict.fromkeys([*queries, *(c.text or "" for cands in candidate_lists for c in cands)]))
         # verbose=False: documents longer than max_length are expected here; windows are cut below.
         encoded = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
         ids_of = dict(zip(texts, encoded))
         pairs: list[_Pair] = []
+        pair_of: dict[tuple[tuple[int, ...], tuple[int, ...]], _Pair] = {}
         counts = {"truncated": 0, "chunked": 0, "windows": 0}
         owner = 0
         for query, cands in zip(queries, candidate_lists):
             q_ids = ids_of[query]
-            room = self.template.document_room(len(q_ids), self.max_length)
+            try:
+                room = self.template.document_room(len(q_ids), self.max_length)
+            except ValueError as exc:  # the query alone fills the window: the caller's to fix
+                raise QueryError(str(exc)) from None
             for cand in cands:
                 d_ids = ids_of[cand.text or ""]
                 windows = document_windows(d_ids, room, cfg.long_documents, cfg.chunk_overlap)
@@ -217,7 +225,12 @@ class CrossEncoderReranker(Reranker):
                     counts["windows"] += len(windows) if len(windows) > 1 else 0
                 for window in windows:
                     ids, types = self.template.build(q_ids, window)
-                    pairs.append(_Pair(ids, types, owner))
+                    key = (tuple(ids), tuple(types))
+                    pair = pair_of.get(key)
+                    if pair is None:
+                        pair = pair_of[key] = _Pair(ids, types, [])
+                        pairs.append(pair)
+                    pair.owners.append(owner)
                 owner += 1
         return pairs, counts
 
@@ -374,7 +387,12 @@ def _onnx_runner(path: str, cfg: CrossEncoderConfig, device: str) -> tuple[Calla
         raise ConfigError(
             f"runtime 'onnx' exports from a local model folder; '{cfg.model}' resolved to '{path}', which is not one"
         )
-    onnx_path = export_onnx(path, quantize=cfg.quantize)
+    try:
+        onnx_path = export_onnx(path, quantize=cfg.quantize)
+    except (BackendError, ConfigError, ImportError):
+        raise
+    except Exception as exc:  # anything else the export meets in a damaged folder
+        raise BackendError(f"could not export {path} to ONNX: {type(exc).__name__}: {_short(exc)}") from None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
