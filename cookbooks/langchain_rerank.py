@@ -4,11 +4,13 @@ Pipeline: SciFact -> Qdrant hybrid first stage (dense MiniLM + BM25, RRF) as a L
 retriever -> `RankbridgeCompressor`, composed with Runnables -> the top 5 documents, printed
 with `metadata["relevance_score"]` (the reranker's) and `metadata["score"]` (the first
 stage's). The same chain runs once per config file: the backend is chosen by the file alone.
+`configs/cross-encoder.yaml` reranks with `minilm-l6-ce-scifact` (trained on SciFact train) on ONNX
+Runtime, fused with the first stage at 0.5; without that model it says so and uses the weak test model.
 
     python cookbooks/langchain_rerank.py
     python cookbooks/langchain_rerank.py --config cookbooks/configs/lexical.yaml
 
-Needs: pip install 'rankbridge[langchain,qdrant,cross-encoder]'; SciFact in
+Needs: pip install 'rankbridge[langchain,qdrant,onnx]'; SciFact in
 $RANKBRIDGE_DATA_DIR/beir/scifact; models under $RANKBRIDGE_MODEL_DIR.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 
 from rankbridge.integrations.langchain import RankbridgeCompressor
-from scifact_first_stage import scifact_first_stage
+from scifact_first_stage import reranker_spec, scifact_first_stage
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIGS = [CONFIGS / "cross-encoder.yaml", CONFIGS / "lexical.yaml"]
@@ -45,10 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     retriever = first_stage.retriever.as_langchain(limit=args.depth)
     for config in args.config or DEFAULT_CONFIGS:
         # The only line that knows about the reranker: a config file. The model loads on first use.
-        compressor = RankbridgeCompressor(reranker=str(config), top_n=args.top_n)
+        spec, model = reranker_spec(config)
+        compressor = RankbridgeCompressor(reranker=spec, top_n=args.top_n)
         chain = rerank_chain(retriever, compressor)
         queries = list(first_stage.queries.items())
-        print(f"\n=== {config.name}: backend {compressor.get_reranker().config.backend}, top {args.top_n} of {args.depth} hybrid hits")
+        backend = compressor.get_reranker().config.backend + (f" {model}" if model else "")
+        print(f"\n=== {config.name}: backend {backend}, top {args.top_n} of {args.depth} hybrid hits")
         for (query_id, query), documents in zip(queries, chain.batch([q for _, q in queries])):
             print(f"\nquery {query_id}: {query}")
             print(f"  {'rank':>4}  {'relevance':>9}  {'first stage':>11}  judged  doc")

@@ -4,11 +4,13 @@ Pipeline: SciFact -> Qdrant hybrid first stage (dense MiniLM + BM25, RRF) as a L
 retriever -> `RankbridgeRerank` in a `RetrieverQueryEngine` -> the top 5 nodes, printed with
 their reranker relevance and first-stage score. The same code runs once per config file: the
 backend is chosen by the file alone.
+`configs/cross-encoder.yaml` reranks with `minilm-l6-ce-scifact` (trained on SciFact train) on ONNX
+Runtime, fused with the first stage at 0.5; without that model it says so and uses the weak test model.
 
     python cookbooks/llama_index_rerank.py
     python cookbooks/llama_index_rerank.py --config cookbooks/configs/lexical.yaml
 
-Needs: pip install 'rankbridge[llama-index,qdrant,cross-encoder]'; SciFact in
+Needs: pip install 'rankbridge[llama-index,qdrant,onnx]'; SciFact in
 $RANKBRIDGE_DATA_DIR/beir/scifact; models under $RANKBRIDGE_MODEL_DIR.
 """
 
@@ -23,7 +25,7 @@ from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import MetadataMode
 
 from rankbridge.integrations.llama_index import RankbridgeRerank
-from scifact_first_stage import scifact_first_stage
+from scifact_first_stage import reranker_spec, scifact_first_stage
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIGS = [CONFIGS / "cross-encoder.yaml", CONFIGS / "lexical.yaml"]
@@ -42,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         # The only line that knows about the reranker: a config file. The model loads on first use.
         # metadata_mode NONE: these nodes' text already starts with the title, which EMBED (the
         # default) would prepend again from the metadata.
+        spec, _ = reranker_spec(config)  # the config file (or, said on the output, its weak-model stand-in)
         rerank = RankbridgeRerank(
-            reranker=str(config), top_n=args.top_n, keep_retrieval_score=True, metadata_mode=MetadataMode.NONE
+            reranker=spec, top_n=args.top_n, keep_retrieval_score=True, metadata_mode=MetadataMode.NONE
         )
         # response_mode "no_text": retrieve and rerank, no LLM call (swap in your LLM's synthesizer).
         engine = RetrieverQueryEngine(retriever, response_synthesizer=NoText(llm=MockLLM()), node_postprocessors=[rerank])

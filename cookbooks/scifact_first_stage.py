@@ -10,12 +10,36 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from rankbridge.integrations.evaluation.beir import BeirDataset, load_beir
 from rankbridge.integrations.first_stage.qdrant import HybridRetriever
-from rankbridge.rerankers.core.paths import cache_dir, data_dir
+from rankbridge.rerankers.core.paths import cache_dir, data_dir, is_local, resolve_model
 
 logger = logging.getLogger(__name__)
+
+TRAINED_MODEL = "minilm-l6-ce-scifact"  # what cookbooks/configs/cross-encoder.yaml names
+WEAK_MODEL = "minilm-l6-ce-weak"
+
+
+def reranker_spec(config: Path) -> tuple[str | dict[str, Any], str]:
+    """The config file to rerank with, and the model it reranks with. When it names the trained
+    SciFact model and that is not installed, the same config with the weak test model instead,
+    said on the output (never silently)."""
+    data = yaml.safe_load(config.read_text())
+    if not isinstance(data, dict) or data.get("backend") != "cross-encoder":
+        return str(config), ""
+    model = str(data.get("model", ""))
+    if model == TRAINED_MODEL and not is_local(resolve_model(model)) and is_local(resolve_model(WEAK_MODEL)):
+        print(
+            f"note: {TRAINED_MODEL} is not under $RANKBRIDGE_MODEL_DIR; {config.name} reranks with {WEAK_MODEL} "
+            "instead, a deliberately weak test model (expect no lift)"
+        )
+        return {**data, "model": WEAK_MODEL}, WEAK_MODEL
+    return str(config), model
 
 
 @dataclass
