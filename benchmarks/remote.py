@@ -29,6 +29,7 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--startup-timeout", type=float, default=900)
-    parser.add_argument("--server-log", default="benchmarks/remote_vllm_server.log")
+    parser.add_argument("--server-log", default=str(Path(tempfile.gettempdir()) / "rankbridge_remote_vllm.log"),
+                        help="where a server the benchmark starts writes its output")
     parser.add_argument("--out", default="benchmarks/remote_results.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -279,3 +279,25 @@ def test_max_concurrency_caps_requests_in_flight(fake, remote):
     assert len(server.requests) == 5
     assert server.max_in_flight == 2
     assert sorted(results.indices) == list(range(10))
+
+
+def test_memory_cache_sends_only_unseen_pairs(fake, remote):
+    server = fake("cohere")
+    reranker = remote(server, "cohere", cache="memory")
+    first = reranker.rank(QUERY, DOCS)
+    again = reranker.rank(QUERY, DOCS[:3] + ["A brand new passage about Paris."])
+    assert len(server.requests) == 2
+    assert server.bodies[1]["documents"] == ["A brand new passage about Paris."]  # pointwise: misses only
+    by_text = {r.text: r.relevance for r in first}
+    assert all(r.relevance == pytest.approx(by_text[r.text]) for r in again if r.text in by_text)
+
+
+def test_close_then_rank_again(fake, remote):
+    server = fake("cohere")
+    reranker = remote(server, "cohere")
+    assert reranker.rank(QUERY, DOCS).indices == expected_order()[0]
+    reranker.close()
+    assert reranker.rank(QUERY, DOCS).indices == expected_order()[0]
+    with reranker:
+        pass
+    assert len(server.requests) == 2
