@@ -22,7 +22,7 @@ from typing import Any
 from rankbridge.rerankers.core.errors import ConfigError, MissingDependencyError
 from rankbridge.rerankers.core.paths import MODEL_DIR_ENV, data_dir
 
-from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
+from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reranker", default=None,
                    help=f"reranker spec or config file (default: cross-encoder {TRAINED_MODEL} on ONNX Runtime, "
                         f"fuse_first_stage {FUSE_FIRST_STAGE}; else {WEAK_MODEL}; else {FALLBACK_RERANKER})")
-    p.add_argument("--queries", type=int, default=30, help="seeded random sample of test queries (default 30)")
-    p.add_argument("--depth", type=int, default=DEFAULT_DEPTH,
+    p.add_argument("--queries", type=positive_int, default=30, help="seeded random sample of test queries (default 30)")
+    p.add_argument("--depth", type=positive_int, default=DEFAULT_DEPTH,
                    help=f"hybrid candidates reranked per query (default {DEFAULT_DEPTH})")
     p.add_argument("--seed", type=int, default=0)
     add_store_arguments(p)

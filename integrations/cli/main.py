@@ -34,8 +34,16 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (and exit 2), like every other error
+    of the CLI; `--help` still prints the full usage. Subcommand parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rankbridge", description="Qdrant hybrid first stage, reranking and evaluation."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -57,13 +65,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (RankbridgeError, ValueError, TypeError, FileNotFoundError) as exc:
-        if args.verbose > 1:
-            raise
-        print(f"rankbridge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets one line, never a traceback (-vv shows it)
+        if args.verbose > 1:
+            raise
+        print(f"rankbridge {args.command}: error: {error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+# The caller's mistakes and the failures rankbridge names itself: shown as their message alone.
+_EXPECTED = (RankbridgeError, ValueError, TypeError, OSError)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for `exc`: its message (collapsed onto one line), prefixed by its type when it is
+    not an error rankbridge expects (then the line also says how to see the traceback).
+
+    Example:
+        >>> error_line(ValueError("bad\\nvalue"))
+        'bad value'
+        >>> error_line(KeyError("x"))
+        "unexpected KeyError: 'x' (run with -vv for the traceback)"
+    """
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}"
+    else:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, _EXPECTED):
+        return message
+    return f"unexpected {type(exc).__name__}: {message} (run with -vv for the traceback)"
 
 
 if __name__ == "__main__":

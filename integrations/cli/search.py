@@ -5,22 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 
-from rankbridge.integrations.cli._store import add_store_arguments, open_retriever
+from rankbridge.integrations.cli._store import add_store_arguments, check_reranker_specs, open_retriever, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="search the store")
     p.add_argument("query", help="the query text")
-    p.add_argument("--limit", type=int, default=10, help="results to print (default 10)")
+    p.add_argument("--limit", type=positive_int, default=10, help="results to print (default 10)")
     p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid")
     p.add_argument("--reranker", default=None, help="rerank the hits with this spec, e.g. lexical or cross-encoder:minilm-l6-ce-weak")
-    p.add_argument("--depth", type=int, default=100, help="first-stage hits handed to the reranker (default 100)")
+    p.add_argument("--depth", type=positive_int, default=100, help="first-stage hits handed to the reranker (default 100)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_store_arguments(p)
     p.set_defaults(func=cmd_search)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.reranker:
+        check_reranker_specs([args.reranker])
     with open_retriever(args) as retriever:
         if retriever.count() == 0:
             print("the collection is empty; run `rankbridge index --beir DIR` first")
