@@ -105,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             rerankers=rerankers,
             graceful_timeout=args.graceful_timeout,
             access_log=args.access_log,
-            log_level="debug" if args.verbose > 1 else "info" if args.verbose else "warning",
+            log_level="debug" if args.verbose > 1 else "info" if args.verbose or args.access_log else "warning",
         )
     finally:
         for reranker in (rerankers or {}).values():

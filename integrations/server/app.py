@@ -229,7 +229,12 @@ def create_app(settings: ServeSettings, rerankers: dict[str, Reranker] | None = 
                 check(call, slot)
                 assert slot.batcher is not None
                 try:
-                    results: RankedResults = await slot.batcher.submit(call.query, call.candidates)
+                    results: RankedResults = await until_disconnect(
+                        request, slot.batcher.submit(call.query, call.candidates)
+                    )
+                except ClientGone:
+                    status = 499  # nginx's "client closed request": nobody reads an answer
+                    return Response(status_code=499)
                 except (CandidateError, ValueError, TypeError) as exc:
                     raise RequestProblem(422, str(exc)) from None
                 except BackendError as exc:
@@ -316,6 +321,31 @@ def create_app(settings: ServeSettings, rerankers: dict[str, Reranker] | None = 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.rankbridge = state
     return app
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its results were ready."""
+
+
+async def until_disconnect(request: Any, work: Any) -> Any:
+    """Await `work`, unless the client disconnects first: then `work` is cancelled (a batch
+    that has not started skips it) and `ClientGone` is raised. Called once the body is read,
+    so the next ASGI message can only be the disconnect."""
+    job = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(request.receive())
+    try:
+        done, _ = await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if job in done:
+            return job.result()
+        message = gone.result()
+        if message.get("type") == "http.disconnect":
+            job.cancel()
+            raise ClientGone()
+        return await job
+    finally:
+        gone.cancel()
+        if not job.done():
+            job.cancel()
 
 
 def app_from_env():

@@ -9,13 +9,16 @@ which drains the batchers and closes the models.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rankbridge.rerankers.core.base import Reranker
@@ -48,6 +51,11 @@ def serve(
         host=host, port=port, log_level=log_level, access_log=access_log,
         timeout_graceful_shutdown=graceful_timeout, lifespan="on",
     )
+    with _exit_cleanly_on_sigterm():
+        _run(uvicorn, settings, common, workers, rerankers)
+
+
+def _run(uvicorn: Any, settings: ServeSettings, common: dict[str, Any], workers: int, rerankers) -> None:
     if workers <= 1:
         from rankbridge.integrations.server.app import create_app
 
@@ -71,6 +79,25 @@ def serve(
                 os.environ[key] = value
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exit_cleanly_on_sigterm() -> Iterator[None]:
+    """uvicorn handles SIGTERM itself (graceful shutdown), then re-raises it to the handler that
+    was there before; make that one a clean `SystemExit(0)` while serving, so the caller's
+    `finally` blocks run and a graceful stop exits 0 instead of dying by the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
