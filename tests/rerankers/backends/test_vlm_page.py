@@ -1,8 +1,8 @@
 """`vlm-page` on tiny random-init Qwen2-VL and Idefics3 models built from the real architectures.
 
 No VLM weights exist offline, so each model is built from its real transformers config with a
-few small layers and a tiny byte-level BPE tokenizer (trained here on a few sentences, with
-the model family's special tokens and chat template, and `True`/`False` as single tokens).
+few small layers and a tokenizer with the family's special tokens and chat template
+(tests/support/tiny_models.py).
 These tests assert plumbing only: batching by token budget, padding invariance, shapes,
 min/max pixel resizing, relevance in [0, 1], LoRA loading. Never quality: the weights are random.
 """
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rankbridge.rerankers import Candidate, CandidateError, ConfigError, load_reranker
+from support.tiny_models import tiny_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -23,138 +24,14 @@ Image = pytest.importorskip("PIL.Image")
 
 pytestmark = pytest.mark.slow
 
-CORPUS = [
-    "Assert the relevance of the previous image document to the following query, answer True or False.",
-    "The query is: what is the capital of France? Which year had the highest revenue? True False",
-    "User Assistant system user assistant page document image query relevance",
-]
-
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-# Qwen2-VL-Instruct's chat format for one user turn with an image (no system prompt).
-QWEN_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for content in message['content'] %}{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-IDEFICS3_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>"] + [
-    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
-]
-# Idefics3-8B-Llama3's chat template.
-IDEFICS3_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
-    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
-    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
-    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
-
-
-def tiny_tokenizer(special: list[str], eos: str, pad: str):
-    """A byte-level BPE tokenizer of a few hundred tokens, with the family's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    tok.train_from_iterator(CORPUS * 5, trainer)
-    tok.add_tokens(["True", "False"])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=pad)
-
-
-def build_tiny_qwen2_vl(folder: Path) -> Path:
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    tokenizer = tiny_tokenizer(QWEN_SPECIAL, eos="<|im_end|>", pad="<|endoftext|>")
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
-    config = transformers.Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    torch.manual_seed(0)
-    model = transformers.Qwen2VLForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    # The hub layout of Qwen2-VL-2B-Instruct: preprocessor_config.json + chat template file.
-    Qwen2VLImageProcessorPil().save_pretrained(folder)
-    (folder / "chat_template.jinja").write_text(QWEN_TEMPLATE)
-    _set_processor_class(folder, "Qwen2VLProcessor")
-    return folder
-
-
-def build_tiny_idefics3(folder: Path) -> Path:
-    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
-
-    tokenizer = tiny_tokenizer(IDEFICS3_SPECIAL, eos="<end_of_utterance>", pad="<|endoftext|>")
-    config = transformers.Idefics3Config(
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        ),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=56, patch_size=14),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        scale_factor=2,
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-    )
-    torch.manual_seed(0)
-    model = transformers.Idefics3ForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    # Tiles of 56x56 (the tiny vision tower's input), pages scaled to at most 112 on the long side.
-    Idefics3ImageProcessorPil(size={"longest_edge": 112}, max_image_size={"longest_edge": 56}).save_pretrained(folder)
-    (folder / "chat_template.jinja").write_text(IDEFICS3_TEMPLATE)
-    # image_seq_len: (56 / 14)^2 patches / scale_factor^2 = 4 tokens per tile.
-    (folder / "processor_config.json").write_text(json.dumps({"processor_class": "Idefics3Processor", "image_seq_len": 4}))
-    _set_processor_class(folder, "Idefics3Processor")
-    return folder
-
-
-def _set_processor_class(folder: Path, name: str) -> None:
-    path = folder / "preprocessor_config.json"
-    data = json.loads(path.read_text())
-    data["processor_class"] = name
-    path.write_text(json.dumps(data, indent=1))
-
-
 @pytest.fixture(scope="session")
-def tiny_vlms(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-vlm")
-    return {
-        "qwen2_vl": build_tiny_qwen2_vl(root / "qwen2_vl"),
-        "idefics3": build_tiny_idefics3(root / "idefics3"),
-    }
+def tiny_vlms() -> dict[str, Path]:
+    return {"qwen2_vl": tiny_model("qwen2_vl"), "idefics3": tiny_model("idefics3")}
 
 
 @pytest.fixture(scope="session")
 def qwen_reranker(tiny_vlms):
-    return load_reranker({"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "progress": False})
+    return load_reranker({"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "show_progress_bar": False})
 
 
 def page(width: int, height: int, seed: int):
@@ -167,7 +44,7 @@ MIXED = [page(300, 200, 1), page(120, 400, 2), page(64, 64, 3), page(500, 500, 4
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
 def test_mixed_size_pages_score_the_same_batched_or_alone(tiny_vlms, family):
-    reranker = load_reranker({"backend": "vlm-page", "model": str(tiny_vlms[family]), "progress": False})
+    reranker = load_reranker({"backend": "vlm-page", "model": str(tiny_vlms[family]), "show_progress_bar": False})
     candidates = [Candidate(image=img, id=f"p{i}") for i, img in enumerate(MIXED)]
     together = reranker.rank("what is the capital of France?", candidates)
     batches = reranker.stats.batches
@@ -183,7 +60,7 @@ def test_mixed_size_pages_score_the_same_batched_or_alone(tiny_vlms, family):
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
 def test_estimated_pair_lengths_match_the_processor(tiny_vlms, family):
-    reranker = load_reranker({"backend": "vlm-page", "model": str(tiny_vlms[family]), "progress": False})
+    reranker = load_reranker({"backend": "vlm-page", "model": str(tiny_vlms[family]), "show_progress_bar": False})
     text = reranker._prompt_text("a query")
     images = [reranker._prepare_image(i, Candidate(image=img)) for i, img in enumerate(MIXED)]
     estimated = reranker.pair_lengths([text] * len(images), images)
@@ -197,7 +74,7 @@ def test_token_budget_splits_batches_without_changing_scores(tiny_vlms, qwen_rer
     reference = qwen_reranker.rank("revenue in 2023", candidates)
     budget = 400
     small = load_reranker(
-        {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "max_batch_tokens": budget, "progress": False}
+        {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "max_tokens_per_batch": budget, "show_progress_bar": False}
     )
     result = small.rank("revenue in 2023", candidates)
     assert len(small.stats.batches) > 1
@@ -210,7 +87,7 @@ def test_token_budget_splits_batches_without_changing_scores(tiny_vlms, qwen_rer
 
 def test_batch_size_caps_rows(tiny_vlms):
     reranker = load_reranker(
-        {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "batch_size": 2, "progress": False}
+        {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "batch_size": 2, "show_progress_bar": False}
     )
     reranker.rank("q", [Candidate(image=img) for img in MIXED])
     assert [rows for rows, _ in reranker.stats.batches] == [2, 2, 1]
@@ -221,7 +98,7 @@ def test_max_pixels_bounds_image_tokens(tiny_vlms):
     tokens = {}
     for max_pixels in (28 * 28 * 16, 28 * 28 * 64):
         reranker = load_reranker(
-            {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "max_pixels": max_pixels, "progress": False}
+            {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "max_pixels": max_pixels, "show_progress_bar": False}
         )
         enc = reranker.processor(text=[reranker._prompt_text("q")], images=[big], return_tensors="pt")
         grid = enc["image_grid_thw"][0]
@@ -233,7 +110,7 @@ def test_max_pixels_bounds_image_tokens(tiny_vlms):
 
 def test_min_pixels_scales_small_pages_up_for_tiled_models(tiny_vlms):
     reranker = load_reranker(
-        {"backend": "vlm-page", "model": str(tiny_vlms["idefics3"]), "min_pixels": 100 * 100, "max_pixels": None, "progress": False}
+        {"backend": "vlm-page", "model": str(tiny_vlms["idefics3"]), "min_pixels": 100 * 100, "max_pixels": None, "show_progress_bar": False}
     )
     assert reranker._pixel_limits_in_processor is False
     small = reranker._prepare_image(0, Candidate(image=page(20, 40, 1)))
@@ -280,6 +157,13 @@ def test_answer_tokens_must_be_single_tokens(tiny_vlms):
         load_reranker({"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "yes_token": "Absolutely yes"})
 
 
+def test_renamed_knobs_say_their_new_names():
+    with pytest.raises(ConfigError, match="'max_batch_tokens' is now called 'max_tokens_per_batch'"):
+        load_reranker({"backend": "vlm-page", "model": "x", "max_batch_tokens": 100})
+    with pytest.raises(ConfigError, match="'progress' is now called 'show_progress_bar'"):
+        load_reranker({"backend": "vlm-page", "model": "x", "progress": False})
+
+
 def test_config_errors_name_the_field(tiny_vlms):
     with pytest.raises(ConfigError, match="prompt"):
         load_reranker({"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "prompt": "no placeholder"})
@@ -300,7 +184,7 @@ def test_lora_adapter_saved_from_a_tiny_model_loads_and_changes_scores(tiny_vlms
     assert (adapter_dir / "adapter_config.json").is_file()
 
     reranker = load_reranker(
-        {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "adapter": str(adapter_dir), "progress": False}
+        {"backend": "vlm-page", "model": str(tiny_vlms["qwen2_vl"]), "adapter": str(adapter_dir), "show_progress_bar": False}
     )
     candidates = [Candidate(image=img) for img in MIXED[:3]]
     with_adapter = reranker.rank("q", candidates)
