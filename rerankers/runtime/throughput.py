@@ -71,10 +71,11 @@ class ThroughputModel:
 
     def pair_seconds(self, lengths: Sequence[int]) -> np.ndarray:
         """Estimated seconds of each pair: interpolated between measured lengths; past the longest
-        measured one, proportional to length."""
+        measured one, proportional to length. A longer pair never costs less than a shorter one
+        (a noisy measurement is read as its running maximum), so the estimate errs long."""
         x = np.asarray(lengths, dtype=np.float64)
         xs = np.asarray(self.lengths, dtype=np.float64)
-        ys = np.asarray(self.seconds_per_pair, dtype=np.float64)
+        ys = np.maximum.accumulate(np.asarray(self.seconds_per_pair, dtype=np.float64))
         cost = np.interp(x, xs, ys)
         beyond = x > xs[-1]
         cost[beyond] = ys[-1] * x[beyond] / max(xs[-1], 1.0)
@@ -148,7 +149,7 @@ def _text_of_length(reranker: Any, target: int) -> tuple[str, int]:
 
 
 def measure_throughput(
-    reranker: Any, lengths: Sequence[int] | None = None, pairs: int = 16, repeats: int = 2
+    reranker: Any, lengths: Sequence[int] | None = None, pairs: int = 16, repeats: int = 3
 ) -> ThroughputModel:
     """Time `reranker._score_batch` on `pairs` synthetic pairs at each length (best of `repeats`,
     after one warm-up call), and one single short pair for the per-call overhead. Calls the scoring

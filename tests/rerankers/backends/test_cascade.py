@@ -369,3 +369,10 @@ def test_throughput_lengths_are_the_models_tokens(weak_model, cache_root):
 def test_budget_on_a_page_image_last_stage_is_refused():
     with pytest.raises(ConfigError, match="budget_ms"):
         cascade([{"reranker": "lexical", "keep": 3}, {"reranker": {"backend": "ocr-page", "disk_cache": False}}], budget_ms=10)
+
+
+def test_a_noisy_measurement_never_makes_longer_pairs_cheaper():
+    noisy = ThroughputModel(lengths=[32, 128, 256], seconds_per_pair=[0.004, 0.002, 0.008])
+    costs = noisy.pair_seconds([32, 64, 128, 256, 512])
+    assert list(costs) == sorted(costs)
+    assert costs[1] == pytest.approx(0.004) and costs[-1] == pytest.approx(0.016)
