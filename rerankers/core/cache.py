@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rankbridge.rerankers.core.errors import BackendError
+from rankbridge.rerankers.core.errors import BackendError, ConfigError
 from rankbridge.rerankers.core.paths import cache_dir, content_hash
 from rankbridge.rerankers.core.types import Candidate
 
@@ -135,9 +135,12 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return self._connect()
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise BackendError(f"score cache {self.path} is locked by another process: {exc}") from None
+        except sqlite3.OperationalError as exc:  # cannot open, read-only, locked past the timeout
+            raise ConfigError(
+                f"cache 'disk': cannot use the score cache {self.path} ({exc}); point $RANKBRIDGE_CACHE_DIR at a "
+                "writable folder, or use cache: memory"
+            ) from None
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
             aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
             logger.warning("score cache %s is unreadable (%s); moved it to %s and started a new one", self.path, exc, aside)
             os.replace(self.path, aside)

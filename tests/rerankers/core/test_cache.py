@@ -352,3 +352,14 @@ def test_the_disk_store_stays_bounded(tmp_path):
     assert 90 <= len(store) <= 100
     assert store.get_many([b"k299"]) and not store.get_many([b"k0"])  # the oldest went first
     store.close()
+
+
+def test_an_unusable_cache_folder_is_a_clear_config_error(tmp_path, monkeypatch):
+    from rankbridge.rerankers import ConfigError
+
+    folder = tmp_path / "cache" / "scores" / DB_NAME
+    folder.mkdir(parents=True)  # a folder where the database file should be: sqlite cannot open it
+    monkeypatch.setenv("RANKBRIDGE_CACHE_DIR", str(tmp_path / "cache"))
+    reranker = load_reranker({"backend": "lexical", "cache": "disk", "on_error": "fallback"})
+    with pytest.raises(ConfigError, match="cannot use the score cache"):
+        reranker.rank("capital of france", ["france", "bananas"])
