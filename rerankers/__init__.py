@@ -8,7 +8,14 @@ Example:
 
 from rankbridge.rerankers.core.base import Reranker, Scores
 from rankbridge.rerankers.core.config import RerankerConfig
-from rankbridge.rerankers.core.errors import BackendError, CandidateError, ConfigError, MissingDependencyError, RankbridgeError
+from rankbridge.rerankers.core.errors import (
+    BackendError,
+    CandidateError,
+    ConfigError,
+    MissingDependencyError,
+    QueryError,
+    RankbridgeError,
+)
 from rankbridge.rerankers.backends.identity import IdentityConfig, IdentityReranker
 from rankbridge.rerankers.backends.lexical import LexicalConfig, LexicalReranker
 from rankbridge.rerankers.core.loader import load_reranker
@@ -26,6 +33,7 @@ __all__ = [
     "LexicalConfig",
     "LexicalReranker",
     "MissingDependencyError",
+    "QueryError",
     "RankbridgeError",
     "RankedResult",
     "RankedResults",

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from rankbridge.rerankers.core.base import Reranker, Scores
 from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.errors import ConfigError
+from rankbridge.rerankers.core.loader import parse_spec_string
 from rankbridge.rerankers.core.paths import cache_dir
 from rankbridge.rerankers.pages.images import candidate_image_hash
 from rankbridge.rerankers.core.types import Candidate
@@ -60,7 +61,8 @@ class OCRPageConfig(RerankerConfig):
     @field_validator("inner")
     @classmethod
     def _inner_is_not_a_page_backend(cls, value: Any) -> Any:
-        backend = value.get("backend") if isinstance(value, dict) else str(value).partition(":")[0].strip()
+        spec = value if isinstance(value, dict) else parse_spec_string(str(value), origin="ocr-page inner")
+        backend = spec.get("backend")
         if backend in {"ocr-page", "vlm-page", "vllm-page"}:
             raise ValueError(f"inner must be a text reranker, not the page backend '{backend}'")
         return value

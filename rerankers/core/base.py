@@ -28,7 +28,7 @@ from rankbridge.rerankers.core.errors import (
     CandidateError,
     ConfigError,
     MissingDependencyError,
-    RankbridgeError,
+    QueryError,
 )
 from rankbridge.rerankers.core.types import Candidate, RankedResult, RankedResults
 
@@ -36,11 +36,6 @@ logger = logging.getLogger(__name__)
 
 CandidateLike = Union[str, Candidate]
 
-
-
-class QueryError(RankbridgeError, ValueError):
-    """The query cannot be scored as given (e.g. longer than the model's window): the caller's to
-    fix, so it is raised under every `on_error` policy, never hidden by `fallback`."""
 
 
 # Errors that describe the caller's input or installation: never hidden by `on_error: fallback`.

@@ -21,6 +21,11 @@ class CandidateError(RankbridgeError, ValueError):
         self.index = index
 
 
+class QueryError(RankbridgeError, ValueError):
+    """The query cannot be scored as given (e.g. longer than the model's window): the caller's to
+    fix, so it is raised under every `on_error` policy, never hidden by `fallback`."""
+
+
 class BackendError(RankbridgeError, RuntimeError):
     """The backend failed at run time (server down, unparsable output, model error)."""
 

@@ -269,7 +269,7 @@ def test_pdf_page_documents_are_ranked_by_a_real_page_backend(tmp_path):
     pages[0].save(pdf, save_all=True, append_images=pages[1:], resolution=72.0)
     docs = [Document(page_content="", id=f"page{i}", metadata={"source": str(pdf), "page": i}) for i in range(3)]
     compressor = RankbridgeCompressor(
-        reranker={"backend": "ocr-page", "inner": "lexical", "cache_dir": str(tmp_path / "ocr"), "progress": False},
+        reranker={"backend": "ocr-page", "inner": "lexical", "cache_dir": str(tmp_path / "ocr"), "show_progress_bar": False},
         top_n=1,
     )
     (best,) = compressor.compress_documents(docs, QUERY)

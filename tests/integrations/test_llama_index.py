@@ -400,7 +400,7 @@ def test_image_nodes_are_ranked_by_a_real_page_backend(tmp_path):
         Node(image_resource=MediaResource(data=encoded[2]), id_="p2"),
     ]
     rerank = RankbridgeRerank(
-        reranker={"backend": "ocr-page", "inner": "lexical", "cache_dir": str(tmp_path / "ocr"), "progress": False}
+        reranker={"backend": "ocr-page", "inner": "lexical", "cache_dir": str(tmp_path / "ocr"), "show_progress_bar": False}
     )
     out = rerank.postprocess_nodes([NodeWithScore(node=n, score=0.5) for n in nodes], query_str=QUERY)
     assert out[0].node.node_id == f"p{ANSWER_PAGE}" and out[0].score > out[1].score
