@@ -372,7 +372,15 @@ class TinyCustomVL(Qwen2VLForConditionalGeneration):
 def build_custom_code_vl(folder: Path) -> Path:
     """A Qwen2-VL whose config and model classes live in the folder's own Python files
     (`auto_map`), so loading it needs `trust_remote_code`."""
+    import transformers
+    from safetensors.torch import save_file
+
     build_qwen2_vl(folder)
+    # transformers writes Qwen2-VL under its hub key names and maps them back by model type on
+    # loading; a class of its own gets no such mapping, so its weights are stored as the class names them.
+    model = transformers.Qwen2VLForConditionalGeneration.from_pretrained(folder)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "configuration_tiny_custom.py").write_text(CUSTOM_CONFIG_CODE)
     (folder / "modeling_tiny_custom.py").write_text(CUSTOM_MODEL_CODE)
     data = json.loads((folder / "config.json").read_text())
