@@ -61,7 +61,12 @@ def model_path(name: str) -> str:
 def first_stage(dataset, queries: dict[str, str], store: Path | None) -> dict[str, list]:
     from rankbridge.integrations.first_stage.qdrant import HybridRetriever
 
-    with HybridRetriever(store or cache_dir("stores", dataset.name)) as retriever:
+    folder = store or cache_dir("stores", dataset.name)
+    try:
+        retriever = HybridRetriever(folder)
+    except Exception as exc:  # the embedded store admits one process at a time
+        raise SystemExit(f"cannot open the store {folder} ({exc}); another process may hold it: pass --store") from None
+    with retriever:
         ensure_indexed(retriever, dataset)
         hits = retriever.search_many(list(queries.values()), limit=100, mode="hybrid")
     return dict(zip(queries, hits))
