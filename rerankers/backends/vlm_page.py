@@ -250,6 +250,20 @@ class VLMPageReranker(Reranker):
         self.stats = BatchStats()
         self._load()
 
+    def model_fingerprint(self) -> str:
+        """Content hash of the model, adapter and processor folders (computed once): the score cache
+        never serves another model's scores. Relevance is sigmoid of each page's raw score: pointwise."""
+        if "_fingerprint" not in self.__dict__:
+            from rankbridge.rerankers.core.cache import path_fingerprint
+
+            cfg = self.config
+            refs = [resolve_model(r) if r else None for r in (cfg.model, cfg.adapter, cfg.processor)]
+            self._fingerprint = path_fingerprint(*refs)
+        return self._fingerprint
+
+    def scores_are_pointwise(self) -> bool:
+        return True
+
     def setting(self, name: str) -> Any:
         """The effective value of field `name`: what the config sets, else the preset's, else the default."""
         cfg = self.config
