@@ -261,6 +261,8 @@ def main(argv=None) -> int:
                     row["requests_per_batch"] = (after[0] - before[0]) / batches if batches else 0.0
                     row["batching"] = batching
                     rows.append(row)
+                    print(f"  {backend} batching {'on' if batching else 'off'}, {clients} clients: "
+                          f"{row['pairs_per_s']:.1f} pairs/s, p50 {row['p50_ms']:.1f} ms, {row['errors']} errors", flush=True)
             finally:
                 stop_server(proc)
         base = in_process(spec, items, args.requests, min(args.requests, 32))

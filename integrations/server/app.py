@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankbridge.rerankers.core.base import Reranker
-from rankbridge.rerankers.core.errors import BackendError, CandidateError, RankbridgeError, require
+from rankbridge.rerankers.core.errors import CandidateError, RankbridgeError, require
 from rankbridge.rerankers.core.types import RankedResults
 
 from rankbridge.integrations.server.batcher import DynamicBatcher
@@ -89,7 +89,7 @@ def create_app(settings: ServeSettings, rerankers: dict[str, Reranker] | None = 
     require("starlette", extra="serve")
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -176,11 +176,14 @@ def create_app(settings: ServeSettings, rerankers: dict[str, Reranker] | None = 
         if declared.isdigit() and int(declared) > limit:
             raise RequestProblem(413, f"request body is {declared} bytes; the limit is {limit} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestProblem(413, f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestProblem(413, f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
         body = b"".join(chunks)
         if not body.strip():
             raise RequestProblem(400, "the request body is empty; send a JSON object")
@@ -223,7 +226,11 @@ def create_app(settings: ServeSettings, rerankers: dict[str, Reranker] | None = 
             try:
                 if not authorized(request):
                     raise RequestProblem(401, "invalid or missing API key (send Authorization: Bearer KEY)", kind="Unauthorized")
-                call = dialect.parse(await read_json(request))
+                try:
+                    call = dialect.parse(await read_json(request))
+                except ClientGone:
+                    status = 499
+                    return Response(status_code=499)
                 documents = len(call.candidates)
                 slot = select(call)
                 check(call, slot)
@@ -237,9 +244,7 @@ def create_app(settings: ServeSettings, rerankers: dict[str, Reranker] | None = 
                     return Response(status_code=499)
                 except (CandidateError, ValueError, TypeError) as exc:
                     raise RequestProblem(422, str(exc)) from None
-                except BackendError as exc:
-                    raise RequestProblem(500, f"the reranker failed: {exc}", kind="Backend") from None
-                except RankbridgeError as exc:
+                except RankbridgeError as exc:  # BackendError, a missing dependency
                     raise RequestProblem(500, f"the reranker failed: {exc}", kind="Backend") from None
                 body = dialect.answer(call, results, request_id=request_id, model=slot.name)
                 headers = {}
