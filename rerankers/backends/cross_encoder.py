@@ -4,9 +4,12 @@ any other Hugging Face sequence-classification model.
 
 Fast on CPU by construction: every text is tokenized once; pairs are sorted by token length and
 cut into batches by a token budget (padding only to the longest pair of each batch); results are
-put back in input order. `rank_many` puts every query's pairs into the same batches. Two
-runtimes share this pipeline: PyTorch, and ONNX Runtime (fp32, or dynamic int8) on an export made
-on first use and cached by the weights' content hash.
+put back in input order. `rank_many` puts every query's pairs into the same batches. Three
+runtimes share this pipeline: PyTorch (float32 / bfloat16 / float16), ONNX Runtime (fp32, dynamic
+int8, or static int8 calibrated on the user's pairs) on an export made on first use and cached by
+the weights' content hash, and OpenVINO on that same export (fp32, bf16, or NNCF static int8).
+Architectures: BERT/MiniLM, RoBERTa/XLM-RoBERTa, DeBERTa-v2/v3, ModernBERT, ELECTRA (any
+sequence-classification model transformers can load; the ONNX fusions cover the BERT family).
 
 Scores: `score` is the model's logit (for a 2-label model, logit(relevant) - logit(not
 relevant), the log-odds); `relevance` is sigmoid(logit) for 1-label models and
@@ -51,8 +54,9 @@ class CrossEncoderConfig(RerankerConfig):
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
-        description="Weights' precision for the torch runtime. `auto`: float16 on CUDA, float32 elsewhere. "
-        "The onnx runtime computes in float32 (see `quantize`).",
+        description="Compute precision. torch: the weights' dtype (`auto`: float16 on CUDA, float32 elsewhere). "
+        "openvino: `float32` or `bfloat16` (OpenVINO's inference precision hint; `auto` is float32). "
+        "onnx computes in float32 (see `quantize`).",
     )
     max_tokens_per_batch: int = Field(
         8192,
@@ -75,11 +79,25 @@ class CrossEncoderConfig(RerankerConfig):
         "(P(label 1) of a 2-label model), `none` (min-max of the raw scores over the candidate list: "
         "a ranking, not a probability). `auto` picks by the model's number of labels.",
     )
-    runtime: Literal["torch", "onnx"] = Field(
-        "torch", description="`torch`, or `onnx` (ONNX Runtime on an export made on first use and cached)."
+    runtime: Literal["torch", "onnx", "openvino"] = Field(
+        "torch",
+        description="`torch`, `onnx` (ONNX Runtime on an export made on first use and cached), or `openvino` "
+        "(OpenVINO on that export, converted once; CPU only; needs the `openvino` extra).",
     )
-    quantize: Literal["none", "int8"] = Field(
-        "none", description="`int8`: dynamic int8 quantization of the ONNX export (runtime onnx only)."
+    quantize: Literal["none", "int8", "int8-static"] = Field(
+        "none",
+        description="`int8`: dynamic int8 quantization of the ONNX export (runtime onnx). `int8-static`: static "
+        "int8 with activation ranges calibrated once on the pairs in `calibration` (runtime onnx: QDQ with "
+        "per-channel weights; runtime openvino: NNCF post-training quantization). Cached per calibration data.",
+    )
+    calibration: str | None = Field(
+        None,
+        description="Pairs that calibrate `quantize: int8-static`: a JSONL file (`{\"query\", \"document\"}` or "
+        "`{\"query\", \"documents\": [...]}` per line) or a BEIR folder (queries beside their judged and seeded "
+        "random corpus documents). Use data like what will be scored.",
+    )
+    calibration_pairs: int = Field(
+        256, ge=1, description="At most this many pairs (in file order) calibrate `int8-static`."
     )
     long_documents: LongDocuments = Field(
         "truncate",
@@ -102,10 +120,22 @@ class CrossEncoderConfig(RerankerConfig):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> CrossEncoderConfig:
-        if self.quantize != "none" and self.runtime != "onnx":
-            raise ValueError(f"quantize={self.quantize!r} needs runtime 'onnx' (got runtime {self.runtime!r})")
+        if self.quantize == "int8" and self.runtime != "onnx":
+            raise ValueError(f"quantize='int8' needs runtime 'onnx' (got runtime {self.runtime!r})")
+        if self.quantize == "int8-static":
+            if self.runtime not in ("onnx", "openvino"):
+                raise ValueError(f"quantize='int8-static' needs runtime 'onnx' or 'openvino' (got {self.runtime!r})")
+            if not self.calibration:
+                raise ValueError(
+                    "quantize='int8-static' needs field 'calibration': a JSONL file of (query, document) pairs "
+                    "or a BEIR folder like the data to be scored"
+                )
+        elif self.calibration:
+            raise ValueError("field 'calibration' is only read by quantize 'int8-static'")
         if self.runtime == "onnx" and self.dtype not in ("auto", "float32"):
-            raise ValueError(f"runtime 'onnx' computes in float32; dtype {self.dtype!r} is for runtime 'torch'")
+            raise ValueError(f"runtime 'onnx' computes in float32; dtype {self.dtype!r} is for runtime 'torch' or 'openvino'")
+        if self.runtime == "openvino" and self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"runtime 'openvino' computes in float32 or bfloat16, not dtype {self.dtype!r}")
         return self
 
 
@@ -148,12 +178,32 @@ class CrossEncoderReranker(Reranker):
         self.max_length = _resolve_max_length(cfg.max_length, self.tokenizer, model_config)
         self.template = PairTemplate.from_tokenizer(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.device = resolve_device(cfg.device, extra="cross-encoder", runtime=cfg.runtime)
+        if cfg.runtime == "openvino":
+            self.device = _openvino_device(cfg.device)
+        else:
+            self.device = resolve_device(cfg.device, extra="cross-encoder", runtime=cfg.runtime)
+        calibration = self._calibration_batches() if cfg.quantize == "int8-static" else None
         if cfg.runtime == "onnx":
-            self._forward, accepted = _onnx_runner(self.model_path, cfg, self.device)
+            self._forward, accepted = _onnx_runner(self.model_path, cfg, self.device, calibration)
+        elif cfg.runtime == "openvino":
+            self._forward, accepted = _openvino_runner(self.model_path, cfg, calibration)
         else:
             self._forward, accepted = _torch_runner(self.model_path, cfg, self.device)
         self._use_token_types = "token_type_ids" in accepted
+
+    def _calibration_batches(self) -> list[dict[str, np.ndarray]]:
+        """The `calibration` pairs laid out exactly as scoring lays them out (same template,
+        truncation and token-budget batches), with every input the graph may take; the
+        quantizer keeps the ones its graph has."""
+        from rankbridge.rerankers.runtime.calibration_data import read_calibration_pairs
+
+        cfg: CrossEncoderConfig = self.config  # type: ignore[assignment]
+        pairs = read_calibration_pairs(cfg.calibration, max_pairs=cfg.calibration_pairs)  # type: ignore[arg-type]
+        laid_out, _ = self._build_pairs([q for q, _ in pairs], [[Candidate(text=d)] for _, d in pairs])
+        lengths = np.fromiter((len(p.ids) for p in laid_out), dtype=np.int64, count=len(laid_out))
+        batches = plan_batches(lengths, None if cfg.batch_size else cfg.max_tokens_per_batch, cfg.batch_size)
+        self._use_token_types = True
+        return [self._pad([laid_out[i] for i in idx], int(lengths[idx[0]])) for idx in batches]
 
     def model_fingerprint(self) -> str:
         """Content hash of the model folder (computed once), so the score cache never serves the
@@ -379,7 +429,38 @@ def _torch_runner(path: str, cfg: CrossEncoderConfig, device: str) -> tuple[Call
     return forward, accepted
 
 
-def _onnx_runner(path: str, cfg: CrossEncoderConfig, device: str) -> tuple[Callable, set[str]]:
+def _openvino_device(device: str) -> str:
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"runtime 'openvino' runs on cpu here, not device {device!r} (use runtime torch or onnx)")
+    return "cpu"
+
+
+def _openvino_runner(
+    path: str, cfg: CrossEncoderConfig, calibration: list[dict[str, np.ndarray]] | None
+) -> tuple[Callable, set[str]]:
+    require("openvino", extra="openvino")
+    from rankbridge.rerankers.runtime.openvino import compile_openvino, openvino_ir
+
+    if not Path(path).is_dir():
+        raise ConfigError(
+            f"runtime 'openvino' exports from a local model folder; '{cfg.model}' resolved to '{path}', which is not one"
+        )
+    quantize = "int8-static" if cfg.quantize == "int8-static" else "none"
+    try:
+        xml = openvino_ir(path, quantize=quantize, calibration=calibration)
+    except (BackendError, ConfigError, ImportError):
+        raise
+    except Exception as exc:
+        raise BackendError(f"could not convert {path} for OpenVINO: {type(exc).__name__}: {_short(exc)}") from None
+    precision = "bf16" if cfg.dtype == "bfloat16" else "f32"
+    forward = compile_openvino(xml, precision=precision, num_threads=cfg.num_threads)
+    forward.model_file = xml  # type: ignore[attr-defined]
+    return forward, set(forward.input_names)  # type: ignore[attr-defined]
+
+
+def _onnx_runner(
+    path: str, cfg: CrossEncoderConfig, device: str, calibration: list[dict[str, np.ndarray]] | None = None
+) -> tuple[Callable, set[str]]:
     ort = require("onnxruntime", extra="onnx")
     from rankbridge.rerankers.runtime.onnx import export_onnx
 
@@ -388,7 +469,7 @@ def _onnx_runner(path: str, cfg: CrossEncoderConfig, device: str) -> tuple[Calla
             f"runtime 'onnx' exports from a local model folder; '{cfg.model}' resolved to '{path}', which is not one"
         )
     try:
-        onnx_path = export_onnx(path, quantize=cfg.quantize)
+        onnx_path = export_onnx(path, quantize=cfg.quantize, calibration=calibration)
     except (BackendError, ConfigError, ImportError):
         raise
     except Exception as exc:  # anything else the export meets in a damaged folder
@@ -419,6 +500,7 @@ def _onnx_runner(path: str, cfg: CrossEncoderConfig, device: str) -> tuple[Calla
 
     forward.session = session  # type: ignore[attr-defined]
     forward.onnx_path = onnx_path  # type: ignore[attr-defined]
+    forward.model_file = onnx_path  # type: ignore[attr-defined]
     return forward, accepted
 
 
