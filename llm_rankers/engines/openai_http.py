@@ -18,30 +18,15 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from rankbridge.llm_rankers.engines.chat import ChatClient, ChatRequest, ChatResult, ClientStats, TokenLogprob
 from rankbridge.rerankers.core.errors import BackendError, require
-from rankbridge.rerankers.runtime.rerank_http import retry_after_seconds, snippet
+from rankbridge.rerankers.runtime.http_retry import GaveUp, LoopPools, Retryable, RetryPolicy, retry_after_seconds, send, with_retries
+from rankbridge.rerankers.runtime.rerank_http import snippet
 
 logger = logging.getLogger(__name__)
-
-
-class _RetryableError(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-@dataclass
-class _LoopState:
-    client: Any  # httpx.AsyncClient
-    semaphore: asyncio.Semaphore
 
 
 class OpenAIChatClient(ChatClient):
@@ -91,7 +76,7 @@ class OpenAIChatClient(ChatClient):
         self._headers = dict(headers or {})
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._pools = LoopPools()
         self.stats = ClientStats()
 
     @property
@@ -129,76 +114,46 @@ class OpenAIChatClient(ChatClient):
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
-        loop = asyncio.get_running_loop()
-        state = self._states.pop(loop, None)
-        if state is not None:
-            await state.client.aclose()
+        await self._pools.aclose()
 
     def close(self) -> None:
         """Forget every pool; pools of loops that are still running are closed by `aclose`."""
-        self._states.clear()
+        self._pools.clear()
 
     # ------------------------------------------------------------------ HTTP with retries
-
-    def _state(self) -> _LoopState:
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is None:
-            limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-            client = httpx.AsyncClient(
-                headers=self._headers,
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-                limits=limits,
-            )
-            state = _LoopState(client=client, semaphore=asyncio.Semaphore(self.max_concurrency))
-            self._states[loop] = state
-        return state
 
     async def _post_json(self, url: str, payload: dict[str, Any]) -> tuple[Any, int]:
         return await self._request_json("POST", url, payload)
 
     async def _request_json(self, method: str, url: str, payload: dict[str, Any] | None) -> tuple[Any, int]:
-        state = self._state()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with state.semaphore:
-                    return await asyncio.wait_for(self._attempt(state.client, method, url, payload), self.timeout), attempt
-            except _RetryableError as exc:
-                reason, retry_after = str(exc), exc.retry_after
-            except asyncio.TimeoutError:
-                reason, retry_after = f"no complete answer within timeout={self.timeout:g}s", None
-            if attempt > self.max_retries:
-                self.stats.add_failure()
-                raise BackendError(f"{method} {url} failed after {attempt} attempt(s): {reason}")
-            delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            if retry_after is not None:
-                delay = min(self.max_backoff, max(delay, retry_after))
-            logger.info("%s %s: %s; retry %d/%d in %.2fs", method, url, reason, attempt, self.max_retries, delay)
-            await asyncio.sleep(delay)
+        pool = self._pools.get(headers=self._headers, timeout=self.timeout, max_concurrency=self.max_concurrency)
+        # A server's Retry-After only lengthens the backoff here, up to max_backoff.
+        policy = RetryPolicy(self.max_retries, self.backoff, self.max_backoff, max_retry_after=None)
+        try:
+            return await with_retries(
+                lambda http: self._attempt(http, method, url, payload),
+                pool=pool,
+                timeout=self.timeout,
+                policy=policy,
+                label=f"{method} {url}",
+                log=logger,
+            )
+        except GaveUp as exc:
+            self.stats.add_failure()
+            raise BackendError(f"{method} {url} failed after {exc.attempts} attempt(s): {exc.reason}") from None
 
     @staticmethod
     async def _attempt(client: Any, method: str, url: str, payload: dict[str, Any] | None) -> Any:
-        import httpx
-
-        try:
-            response = await client.request(method, url, json=payload)
-        except httpx.TimeoutException as exc:
-            raise _RetryableError(f"timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise _RetryableError(f"connection error ({type(exc).__name__}: {exc})") from exc
+        response = await send(client, method, url, payload)
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _RetryableError(f"HTTP {status}: {snippet(response.text)}", retry_after_seconds(response.headers))
+            raise Retryable(f"HTTP {status}: {snippet(response.text)}", retry_after_seconds(response.headers))
         if status >= 400:
             raise BackendError(f"{method} {url} was rejected with HTTP {status}: {snippet(response.text)}")
         try:
             return response.json()
-        except ValueError as exc:
-            raise _RetryableError(f"unreadable JSON in the answer (truncated?): {snippet(response.text)}") from exc
+        except ValueError:
+            raise Retryable(f"unreadable JSON in the answer (truncated?): {snippet(response.text)}") from None
 
 
 def _chat_result_from_openai(body: Any, attempts: int, url: str) -> ChatResult:

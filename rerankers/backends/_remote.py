@@ -21,19 +21,20 @@ import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from rankbridge.rerankers.core.base import Reranker, Scores
 from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.errors import CandidateError, ConfigError
 from rankbridge.rerankers.core.types import Candidate, RankedResults
-from rankbridge.rerankers.runtime.rerank_http import (
-    DIALECTS,
-    BackgroundLoop,
-    Dialect,
-    RequestSettings,
-    RerankHTTPClient,
-)
+from rankbridge.rerankers.runtime.event_loop import BackgroundLoop
+from rankbridge.rerankers.runtime.rerank_http import DIALECTS, Dialect, RequestSettings, RerankHTTPClient
+
+# Fields only some APIs take: the dialect flag that says so, what the field is, who takes it.
+_DIALECT_FEATURES = {
+    "instruction": ("has_instruction", "instruction", "Voyage and vLLM take one"),
+    "max_tokens_per_doc": ("has_max_tokens_per_doc", "per-document token limit", "Cohere v2 and vLLM take one"),
+}
 
 
 def base_url_field(default: str | None, example: str = "http://127.0.0.1:8080") -> Any:
@@ -45,6 +46,11 @@ def base_url_field(default: str | None, example: str = "http://127.0.0.1:8080") 
             "a proxy or a compatible server (e.g. `rankbridge serve`) instead.",
         )
     return Field(description=f"The server's base URL, e.g. `{example}` (required: the service is self-hosted).")
+
+
+def model_field(api: str, models: str) -> Any:
+    """The required `model` field of a hosted API, naming some of its models."""
+    return Field(description=f"{api} rerank model: {models}")
 
 
 def max_documents_field(default: int, note: str = "") -> Any:
@@ -77,10 +83,8 @@ class RemoteRerankConfig(RerankerConfig):
     max_concurrency: int = Field(8, ge=1, description="Requests in flight at once, all queries and sub-requests together.")
     max_documents_per_request: int = max_documents_field(1000)
     max_tokens_per_doc: int | None = Field(
-        None,
-        ge=1,
-        description="Per-document truncation in tokens, sent where the API has it (Cohere v2, vLLM); "
-        "elsewhere a config error.",
+        None, ge=1, description="Per-document truncation in tokens, sent where the API has it (Cohere v2, vLLM); "
+        "elsewhere a config error."
     )
     instruction: str | None = Field(
         None,
@@ -90,7 +94,10 @@ class RemoteRerankConfig(RerankerConfig):
 
     # The provider's environment variables for the api key, first found wins.
     api_key_env: ClassVar[tuple[str, ...]] = ()
+    # The `DIALECTS` entry (default: the backend's name).
     dialect_name: ClassVar[str] = ""
+    # Config fields sent as the dialect's `RequestSettings.options` (`truncate`, `raw_scores`).
+    request_options: ClassVar[tuple[str, ...]] = ()
     NOT_SCORE_FIELDS: ClassVar[frozenset[str]] = RerankerConfig.NOT_SCORE_FIELDS | frozenset(
         {"api_key", "timeout", "max_retries", "max_concurrency", "max_documents_per_request"}
     )
@@ -111,24 +118,12 @@ class RemoteRerankConfig(RerankerConfig):
         data["api_key"] = key
         return data
 
-    @field_validator("instruction")
+    @field_validator("instruction", "max_tokens_per_doc")
     @classmethod
-    def _instruction_supported(cls, value: str | None) -> str | None:
-        if value is not None and not cls.dialect().has_instruction:
-            raise ValueError(
-                f"the {cls.dialect().api} rerank API has no instruction; leave `instruction` unset "
-                "(Voyage and vLLM take one)"
-            )
-        return value
-
-    @field_validator("max_tokens_per_doc")
-    @classmethod
-    def _truncation_supported(cls, value: int | None) -> int | None:
-        if value is not None and not cls.dialect().has_max_tokens_per_doc:
-            raise ValueError(
-                f"the {cls.dialect().api} rerank API has no per-document token limit; leave "
-                "`max_tokens_per_doc` unset (Cohere v2 and vLLM take one)"
-            )
+    def _api_takes_field(cls, value: Any, info: ValidationInfo) -> Any:
+        flag, what, who = _DIALECT_FEATURES[info.field_name]
+        if value is not None and not getattr(cls.dialect(), flag):
+            raise ValueError(f"the {cls.dialect().api} rerank API has no {what}; leave `{info.field_name}` unset ({who})")
         return value
 
     @field_validator("max_documents_per_request")
@@ -149,15 +144,20 @@ class RemoteRerankConfig(RerankerConfig):
     @classmethod
     def dialect(cls) -> Dialect:
         """The API's dialect (what the field checks consult)."""
-        return DIALECTS[cls.dialect_name]
+        return DIALECTS[cls.dialect_name or cls.model_fields["backend"].default]
 
     def request_dialect(self) -> Dialect:
         """The dialect requests are sent in (a backend with API versions picks one here)."""
         return type(self).dialect()
 
     def request_settings(self) -> RequestSettings:
-        """Model and options sent with every request (backends add their dialect's options)."""
-        return RequestSettings(model=self.model, max_tokens_per_doc=self.max_tokens_per_doc, instruction=self.instruction)
+        """Model, per-API fields and the `request_options` fields, sent with every request."""
+        return RequestSettings(
+            model=self.model,
+            max_tokens_per_doc=self.max_tokens_per_doc,
+            instruction=self.instruction,
+            options={name: getattr(self, name) for name in self.request_options},
+        )
 
 
 @dataclass
@@ -169,8 +169,8 @@ class RemoteScores(Scores):
 
 class RemoteReranker(Reranker):
     """Base of the rerank-service backends. Subclasses set `name`, `config_class` (a
-    `RemoteRerankConfig` subclass naming its dialect) and, for image-capable APIs,
-    `accepts_images` and `encode_image`."""
+    `RemoteRerankConfig` subclass) and, for image-capable APIs, `accepts_images` and
+    `encode_image`. Every service scores each document on its own: scores are pointwise."""
 
     config_class: ClassVar[type[RemoteRerankConfig]] = RemoteRerankConfig
     accepts_text = True
@@ -187,7 +187,7 @@ class RemoteReranker(Reranker):
             )
         self._client: RerankHTTPClient | None = None
         self._client_lock = threading.Lock()
-        self._loop = BackgroundLoop()
+        self._loop = BackgroundLoop("rankbridge-remote-loop")
 
     def __repr__(self) -> str:
         fields = self.config.model_dump(exclude_defaults=True, exclude={"api_key"})
@@ -198,6 +198,9 @@ class RemoteReranker(Reranker):
     @property
     def dialect(self) -> Dialect:
         return self.config.request_dialect()
+
+    def scores_are_pointwise(self) -> bool:
+        return True
 
     @property
     def client(self) -> RerankHTTPClient:
@@ -301,4 +304,12 @@ def image_reference(index: int, candidate: Candidate, *, data_url: bool) -> str:
     return url if data_url else url.partition(",")[2]
 
 
-__all__ = ["RemoteRerankConfig", "RemoteReranker", "RemoteScores", "base_url_field", "image_reference", "max_documents_field"]
+__all__ = [
+    "RemoteRerankConfig",
+    "RemoteReranker",
+    "RemoteScores",
+    "base_url_field",
+    "image_reference",
+    "max_documents_field",
+    "model_field",
+]

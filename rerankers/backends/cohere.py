@@ -20,7 +20,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker, base_url_field, max_documents_field
+from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker
+from rankbridge.rerankers.backends._remote import base_url_field, max_documents_field, model_field
 from rankbridge.rerankers.runtime.rerank_http import DIALECTS, Dialect
 
 
@@ -28,10 +29,7 @@ class CohereConfig(RemoteRerankConfig):
     """Configuration of the `cohere` backend."""
 
     backend: Literal["cohere"] = "cohere"
-    model: str = Field(
-        description="Cohere rerank model: `rerank-v3.5`, `rerank-english-v3.0`, `rerank-multilingual-v3.0`, "
-        "`rerank-v4.0-pro`, ..."
-    )
+    model: str = model_field("Cohere", "`rerank-v3.5`, `rerank-english-v3.0`, `rerank-multilingual-v3.0`, `rerank-v4.0-pro`, ...")
     base_url: str = base_url_field(DIALECTS["cohere"].default_base_url)
     max_documents_per_request: int = max_documents_field(1000, " Cohere takes at most 10,000 and recommends 1,000.")
     api_version: Literal["v2", "v1"] = Field(
@@ -39,7 +37,6 @@ class CohereConfig(RemoteRerankConfig):
     )
 
     api_key_env: ClassVar[tuple[str, ...]] = ("COHERE_API_KEY", "CO_API_KEY")
-    dialect_name: ClassVar[str] = "cohere"
 
     @field_validator("api_version")
     @classmethod
@@ -57,9 +54,6 @@ class CohereReranker(RemoteReranker):
 
     name = "cohere"
     config_class = CohereConfig
-
-    def scores_are_pointwise(self) -> bool:
-        return True
 
 
 __all__ = ["CohereConfig", "CohereReranker"]

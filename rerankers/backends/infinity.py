@@ -13,11 +13,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker, base_url_field, max_documents_field
+from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker
+from rankbridge.rerankers.backends._remote import base_url_field, max_documents_field
 
 
 class InfinityConfig(RemoteRerankConfig):
@@ -28,17 +29,12 @@ class InfinityConfig(RemoteRerankConfig):
     base_url: str = base_url_field(None, "http://127.0.0.1:7997")
     max_documents_per_request: int = max_documents_field(1000, " Infinity documents no cap; it batches itself.")
 
-    dialect_name: ClassVar[str] = "infinity"
-
 
 class InfinityReranker(RemoteReranker):
     """An Infinity reranking server over HTTP; `relevance` is Infinity's `relevance_score`."""
 
     name = "infinity"
     config_class = InfinityConfig
-
-    def scores_are_pointwise(self) -> bool:
-        return True
 
 
 __all__ = ["InfinityConfig", "InfinityReranker"]

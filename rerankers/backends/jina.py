@@ -15,15 +15,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
-
-from rankbridge.rerankers.backends._remote import (
-    RemoteRerankConfig,
-    RemoteReranker,
-    base_url_field,
-    image_reference,
-    max_documents_field,
-)
+from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker
+from rankbridge.rerankers.backends._remote import base_url_field, image_reference, model_field
 from rankbridge.rerankers.core.types import Candidate
 from rankbridge.rerankers.runtime.rerank_http import DIALECTS
 
@@ -32,15 +25,10 @@ class JinaConfig(RemoteRerankConfig):
     """Configuration of the `jina` backend."""
 
     backend: Literal["jina"] = "jina"
-    model: str = Field(
-        description="Jina rerank model: `jina-reranker-v2-base-multilingual`, `jina-reranker-m0` (text and "
-        "page images), ..."
-    )
+    model: str = model_field("Jina", "`jina-reranker-v2-base-multilingual`, `jina-reranker-m0` (text and page images), ...")
     base_url: str = base_url_field(DIALECTS["jina"].default_base_url)
-    max_documents_per_request: int = max_documents_field(1000)
 
     api_key_env: ClassVar[tuple[str, ...]] = ("JINA_API_KEY",)
-    dialect_name: ClassVar[str] = "jina"
 
 
 class JinaReranker(RemoteReranker):
@@ -53,9 +41,6 @@ class JinaReranker(RemoteReranker):
 
     def encode_image(self, index: int, candidate: Candidate) -> Any:
         return {"image": image_reference(index, candidate, data_url=False)}
-
-    def scores_are_pointwise(self) -> bool:
-        return True
 
 
 __all__ = ["JinaConfig", "JinaReranker"]

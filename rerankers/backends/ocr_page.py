@@ -93,7 +93,7 @@ class OCRPageReranker(Reranker):
     accepts_text = False
     accepts_images = True
 
-    def __init__(self, config: Any = None, **kwargs: Any):
+    def __init__(self, config: OCRPageConfig | dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(config, **kwargs)
         from rankbridge.rerankers.core.loader import load_reranker
         from rankbridge.rerankers.pages.ocr import PageOCR

@@ -19,8 +19,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker, base_url_field, max_documents_field
-from rankbridge.rerankers.runtime.rerank_http import RequestSettings
+from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker
+from rankbridge.rerankers.backends._remote import base_url_field, max_documents_field
 
 
 class TEIConfig(RemoteRerankConfig):
@@ -43,10 +43,7 @@ class TEIConfig(RemoteRerankConfig):
         True, description="TEI's `truncate`: cut pairs past the model's length instead of answering 413."
     )
 
-    dialect_name: ClassVar[str] = "tei"
-
-    def request_settings(self) -> RequestSettings:
-        return RequestSettings(model=self.model, options={"raw_scores": self.raw_scores, "truncate": self.truncate})
+    request_options: ClassVar[tuple[str, ...]] = ("raw_scores", "truncate")
 
 
 class TEIReranker(RemoteReranker):
@@ -54,9 +51,6 @@ class TEIReranker(RemoteReranker):
 
     name = "tei"
     config_class = TEIConfig
-
-    def scores_are_pointwise(self) -> bool:
-        return True
 
 
 __all__ = ["TEIConfig", "TEIReranker"]

@@ -22,15 +22,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from rankbridge.rerankers.backends._remote import (
-    RemoteRerankConfig,
-    RemoteReranker,
-    base_url_field,
-    image_reference,
-    max_documents_field,
-)
+from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker
+from rankbridge.rerankers.backends._remote import base_url_field, image_reference, max_documents_field
 from rankbridge.rerankers.core.types import Candidate
-from rankbridge.rerankers.runtime.rerank_http import RequestSettings
 
 
 class VLLMRerankConfig(RemoteRerankConfig):
@@ -48,15 +42,7 @@ class VLLMRerankConfig(RemoteRerankConfig):
         "answering 400.",
     )
 
-    dialect_name: ClassVar[str] = "vllm-rerank"
-
-    def request_settings(self) -> RequestSettings:
-        return RequestSettings(
-            model=self.model,
-            max_tokens_per_doc=self.max_tokens_per_doc,
-            instruction=self.instruction,
-            options={"truncate": self.truncate},
-        )
+    request_options: ClassVar[tuple[str, ...]] = ("truncate",)
 
 
 class VLLMRerankReranker(RemoteReranker):
@@ -69,9 +55,6 @@ class VLLMRerankReranker(RemoteReranker):
     def encode_image(self, index: int, candidate: Candidate) -> Any:
         url = image_reference(index, candidate, data_url=True)
         return {"content": [{"type": "image_url", "image_url": {"url": url}}]}
-
-    def scores_are_pointwise(self) -> bool:
-        return True
 
 
 __all__ = ["VLLMRerankConfig", "VLLMRerankReranker"]

@@ -18,15 +18,16 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker, base_url_field, max_documents_field
-from rankbridge.rerankers.runtime.rerank_http import DIALECTS, RequestSettings
+from rankbridge.rerankers.backends._remote import RemoteRerankConfig, RemoteReranker
+from rankbridge.rerankers.backends._remote import base_url_field, max_documents_field, model_field
+from rankbridge.rerankers.runtime.rerank_http import DIALECTS
 
 
 class VoyageConfig(RemoteRerankConfig):
     """Configuration of the `voyage` backend."""
 
     backend: Literal["voyage"] = "voyage"
-    model: str = Field(description="Voyage rerank model: `rerank-2.5`, `rerank-2.5-lite`, `rerank-2`, `rerank-2-lite`.")
+    model: str = model_field("Voyage", "`rerank-2.5`, `rerank-2.5-lite`, `rerank-2`, `rerank-2-lite`.")
     base_url: str = base_url_field(DIALECTS["voyage"].default_base_url)
     max_documents_per_request: int = max_documents_field(
         1000, " Voyage takes at most 1,000; requests are also kept under its 600K-token total."
@@ -38,10 +39,7 @@ class VoyageConfig(RemoteRerankConfig):
     )
 
     api_key_env: ClassVar[tuple[str, ...]] = ("VOYAGE_API_KEY",)
-    dialect_name: ClassVar[str] = "voyage"
-
-    def request_settings(self) -> RequestSettings:
-        return RequestSettings(model=self.model, instruction=self.instruction, options={"truncate": self.truncate})
+    request_options: ClassVar[tuple[str, ...]] = ("truncate",)
 
 
 class VoyageReranker(RemoteReranker):
@@ -49,9 +47,6 @@ class VoyageReranker(RemoteReranker):
 
     name = "voyage"
     config_class = VoyageConfig
-
-    def scores_are_pointwise(self) -> bool:
-        return True
 
 
 __all__ = ["VoyageConfig", "VoyageReranker"]

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ EXTRA = "vlm"
 
 @dataclass
 class OCRStats:
-    """Counters since the `PageOCR` was made: how each page's text was obtained, and OCR time."""
+    """Counters since the `PageOCR` was made: how each page's text was obtained, and OCR time.
+    `misses` counts the pages the OCR model ran on (a page repeated within one `read` runs once)."""
 
     memory_hits: int = 0
     disk_hits: int = 0
@@ -48,6 +49,7 @@ class OCRStats:
     ocr_seconds: float = 0.0
 
 
+@dataclass(eq=False)
 class PageOCR:
     """RapidOCR over page images, with a memory and an on-disk text cache keyed by image hash.
 
@@ -59,6 +61,7 @@ class PageOCR:
         text_score: drop recognized lines whose confidence is below this.
         num_threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
         show_progress_bar: show a tqdm bar when more than one page needs OCR.
+        det_limit_side_len: the text detector's cap on an image's longest side, in pixels.
         restore_spaces: put back spaces the recognizer dropped between English words.
 
     Example:
@@ -67,26 +70,18 @@ class PageOCR:
         0
     """
 
-    def __init__(
-        self,
-        cache_dir: str | os.PathLike | None = None,
-        memory_cache_size: int = 4096,
-        use_angle_cls: bool = False,
-        text_score: float = 0.5,
-        num_threads: int | None = None,
-        show_progress_bar: bool = True,
-        det_limit_side_len: int = 1600,
-        restore_spaces: bool = True,
-    ):
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.memory_cache_size = memory_cache_size
-        self.use_angle_cls = use_angle_cls
-        self.text_score = text_score
-        self.num_threads = num_threads
-        self.show_progress_bar = show_progress_bar
-        self.det_limit_side_len = det_limit_side_len
-        self.restore_spaces = restore_spaces
-        self.stats = OCRStats()
+    cache_dir: str | os.PathLike | None = None
+    memory_cache_size: int = 4096
+    use_angle_cls: bool = False
+    text_score: float = 0.5
+    num_threads: int | None = None
+    show_progress_bar: bool = True
+    det_limit_side_len: int = 1600
+    restore_spaces: bool = True
+    stats: OCRStats = field(default_factory=OCRStats, init=False)
+
+    def __post_init__(self) -> None:
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir is not None else None
         self._memory: OrderedDict[str, str] = OrderedDict()
         self._engine: Any = None
         self._lock = threading.Lock()

@@ -80,6 +80,37 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
 
+# ---------------------------------------------------------------------------------------- answer parts
+
+
+class RelevanceResult(_Lenient):
+    """One ranked document of an answer: its index in the request and its relevance score, as
+    Cohere, Voyage, Jina, vLLM and Infinity all name them. Each API's result model adds its own
+    echoed `document` (or none)."""
+
+    index: int
+    relevance_score: float
+
+
+class _DocumentResult(RelevanceResult):
+    """A result that echoes its document as an object when the request asked for it."""
+
+    document: dict[str, Any] | None = None
+
+
+class _TextResult(RelevanceResult):
+    """A result that echoes its document as a string when the request asked for it."""
+
+    document: str | None = None
+
+
+class TokenUsage(_Lenient):
+    """The token counts an answer reports (vLLM, Jina, Infinity); absent counts are None."""
+
+    prompt_tokens: float | None = None
+    total_tokens: float | None = None
+
+
 # ---------------------------------------------------------------------------------------- Cohere
 
 
@@ -111,39 +142,40 @@ class CohereApiVersion(_Lenient):
     is_experimental: bool | None = None
 
 
-class CohereBilledUnits(_Lenient):
-    images: float | None = None
-    input_tokens: float | None = None
-    output_tokens: float | None = None
-    search_units: float | None = None
-    classifications: float | None = None
-
-
 class CohereTokens(_Lenient):
     input_tokens: float | None = None
     output_tokens: float | None = None
 
 
+class CohereBilledUnits(CohereTokens):
+    """What Cohere billed for the call: a rerank call bills `search_units`; the token counts
+    of `CohereTokens`, `images` and `classifications` appear where Cohere bills those."""
+
+    images: float | None = None
+    search_units: float | None = None
+    classifications: float | None = None
+
+
 class CohereMeta(_Lenient):
+    """Cohere's `meta`: the API version that answered, what was billed, token counts and
+    warnings (a deprecated model, for one)."""
+
     api_version: CohereApiVersion | None = None
     billed_units: CohereBilledUnits | None = None
     tokens: CohereTokens | None = None
     warnings: list[str] | None = None
 
 
-class CohereV2Result(_Lenient):
-    index: int
-    relevance_score: float
+class CohereV2Result(RelevanceResult):
+    """A v2 result never echoes its document."""
 
 
 class CohereV1Document(_Lenient):
     text: str | None = None
 
 
-class CohereV1Result(_Lenient):
-    index: int
-    relevance_score: float
-    document: dict[str, Any] | None = None
+class CohereV1Result(_DocumentResult):
+    """A v1 result (`document` when asked `return_documents`)."""
 
 
 class CohereV2RerankResponse(_Lenient):
@@ -152,10 +184,10 @@ class CohereV2RerankResponse(_Lenient):
     meta: CohereMeta | None = None
 
 
-class CohereV1RerankResponse(_Lenient):
-    id: str | None = None
+class CohereV1RerankResponse(CohereV2RerankResponse):
+    """v2's shape, with results that may echo their document (`return_documents`)."""
+
     results: list[CohereV1Result]
-    meta: CohereMeta | None = None
 
 
 class CohereErrorBody(_Lenient):
@@ -180,10 +212,8 @@ class VoyageRerankRequest(_Strict):
     truncation: bool = True
 
 
-class VoyageResult(_Lenient):
-    index: int
-    relevance_score: float
-    document: str | None = None
+class VoyageResult(_TextResult):
+    """A Voyage result (`document` when asked `return_documents`)."""
 
 
 class VoyageUsage(_Lenient):
@@ -229,15 +259,12 @@ class JinaRerankRequest(_Strict):
     return_documents: bool = True
 
 
-class JinaResult(_Lenient):
-    index: int
-    relevance_score: float
-    document: dict[str, Any] | None = None
+class JinaResult(_DocumentResult):
+    """A Jina result (`document` unless asked `return_documents: false`)."""
 
 
-class JinaUsage(_Lenient):
-    total_tokens: float | None = None
-    prompt_tokens: float | None = None
+class JinaUsage(TokenUsage):
+    """Jina reports `total_tokens` (and sometimes `prompt_tokens`)."""
 
 
 class JinaRerankResponse(_Lenient):
@@ -310,15 +337,12 @@ class VLLMRerankRequest(_Lenient):
     instruction: str | None = None
 
 
-class VLLMResult(_Lenient):
-    index: int
-    relevance_score: float
-    document: dict[str, Any] | None = None
+class VLLMResult(_DocumentResult):
+    """A vLLM result (vLLM echoes `document`)."""
 
 
-class VLLMUsage(_Lenient):
-    prompt_tokens: float | None = None
-    total_tokens: float | None = None
+class VLLMUsage(TokenUsage):
+    """vLLM reports `prompt_tokens` and `total_tokens`."""
 
 
 class VLLMRerankResponse(_Lenient):
@@ -341,14 +365,10 @@ class VLLMErrorBody(_Lenient):
     error: OpenAIErrorInfo
 
 
-class VLLMLegacyErrorBody(_Lenient):
-    """Older vLLM: `{"object": "error", "message", "type", "param", "code"}`."""
+class VLLMLegacyErrorBody(OpenAIErrorInfo):
+    """Older vLLM: the error's fields at the top level, `{"object": "error", "message", "type", "param", "code"}`."""
 
     object: Literal["error"] = "error"
-    message: str
-    type: str | None = None
-    param: Any = None
-    code: Any = None
 
 
 # ---------------------------------------------------------------------------------------- Infinity
@@ -365,15 +385,12 @@ class InfinityRerankRequest(_Strict):
     raw_scores: bool = False
 
 
-class InfinityResult(_Lenient):
-    index: int
-    relevance_score: float
-    document: str | None = None
+class InfinityResult(_TextResult):
+    """An Infinity result (`document` when asked `return_documents`)."""
 
 
-class InfinityUsage(_Lenient):
-    prompt_tokens: float | None = None
-    total_tokens: float | None = None
+class InfinityUsage(TokenUsage):
+    """Infinity reports `prompt_tokens` and `total_tokens` (characters, by default)."""
 
 
 class InfinityRerankResponse(_Lenient):
@@ -555,10 +572,12 @@ __all__ = [
     "JinaTextDocument",
     "JinaUsage",
     "OpenAIErrorInfo",
+    "RelevanceResult",
     "TEIErrorBody",
     "TEIRank",
     "TEIRerankRequest",
     "TEIRerankResponse",
+    "TokenUsage",
     "VLLMContentPart",
     "VLLMErrorBody",
     "VLLMLegacyErrorBody",

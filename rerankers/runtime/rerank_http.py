@@ -4,7 +4,8 @@ A `Dialect` knows one API's shape: its route, request builder, response parser (
 `(index, score, relevance)` items and usage), error-body parser and limits (documents per
 request, Voyage's token total). `RerankHTTPClient` does everything else once, for all of them:
 
-- pooled connections (`httpx.AsyncClient`, imported lazily; one pool per event loop);
+- pooled connections (`httpx.AsyncClient`, imported lazily; one pool per event loop) and the
+  retry loop, both from `runtime/http_retry.py` (the chat client of `llm_rankers` uses them too);
 - splitting a candidate list past `max_documents_per_request` (and a dialect's token total) into
   sub-requests that run concurrently, at most `max_concurrency` requests in flight per client;
 - retries of 408, 409, 429, 5xx, connection errors and timeouts, with exponential backoff and
@@ -27,15 +28,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
-import random
 import re
 import threading
-import time
-import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -44,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 
 from rankbridge.rerankers.core.errors import BackendError, require
 from rankbridge.rerankers.runtime import rerank_apis as apis
+from rankbridge.rerankers.runtime.http_retry import GaveUp, LoopPools, Retryable, RetryPolicy, retry_after_seconds, send, with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ T = TypeVar("T")
 
 EXTRA = "remote"
 RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
-MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is capped (the caller's timeout budget matters more)
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,10 @@ class RerankAnswer:
 
 class Dialect:
     """One rerank API's shape. Subclasses set the class attributes and implement
-    `build_request` and `parse_response`; `error_message` reads the API's error body."""
+    `build_request`. The default `parse_response` reads `response_model` (the items under
+    `results_field`, each `relevance_score` being both score and relevance) and the usage
+    fields named in `usage_fields`; `error_message` reads the API's error body
+    (FastAPI's `{"detail": ...}` first where `detail_errors`)."""
 
     name: ClassVar[str] = ""
     api: ClassVar[str] = ""  # how messages name the service
@@ -106,6 +106,10 @@ class Dialect:
     has_max_tokens_per_doc: ClassVar[bool] = False
     has_instruction: ClassVar[bool] = False
     accepts_images: ClassVar[bool] = False
+    response_model: ClassVar[type[BaseModel]]
+    results_field: ClassVar[str] = "results"
+    usage_fields: ClassVar[tuple[str, ...]] = ()  # read from the response's `usage` object
+    detail_errors: ClassVar[bool] = False
 
     def url(self, base_url: str) -> str:
         return base_url.rstrip("/") + self.route
@@ -114,11 +118,17 @@ class Dialect:
         raise NotImplementedError
 
     def parse_response(self, body: Any, headers: Mapping[str, str], settings: RequestSettings) -> ParsedAnswer:
-        raise NotImplementedError
+        answer = self._model(self.response_model, body)
+        return ParsedAnswer(_same(getattr(answer, self.results_field)), self.usage(answer))
+
+    def usage(self, answer: Any) -> dict[str, float]:
+        """What the parsed answer says was billed (`usage_fields` of its `usage`)."""
+        usage = getattr(answer, "usage", None)
+        return _usage(**{name: getattr(usage, name) for name in self.usage_fields}) if usage else {}
 
     def error_message(self, body: Any) -> str | None:
         """The service's own message from an error body (None if the body has none)."""
-        return generic_error_message(body)
+        return (self.detail_errors and detail_message(body)) or generic_error_message(body)
 
     def _model(self, model_class: type[BaseModel], body: Any) -> Any:
         try:
@@ -164,6 +174,7 @@ class CohereV2Dialect(Dialect):
     default_max_documents = apis.COHERE_RECOMMENDED_DOCUMENTS
     hard_max_documents = apis.COHERE_MAX_DOCUMENTS
     has_max_tokens_per_doc = True
+    response_model = apis.CohereV2RerankResponse
 
     def url(self, base_url: str) -> str:
         # `cohere.ClientV2(base_url=...)` takes a bare origin; accept one ending in /v1 or /v2 too.
@@ -175,9 +186,11 @@ class CohereV2Dialect(Dialect):
         _put(payload, "max_tokens_per_doc", settings.max_tokens_per_doc)
         return payload
 
-    def parse_response(self, body, headers, settings):
-        answer = self._model(apis.CohereV2RerankResponse, body)
-        return ParsedAnswer(_same(answer.results), _cohere_usage(answer.meta))
+    def usage(self, answer):
+        billed = answer.meta.billed_units if answer.meta is not None else None
+        if billed is None:
+            return {}
+        return _usage(search_units=billed.search_units, input_tokens=billed.input_tokens, output_tokens=billed.output_tokens)
 
     def error_message(self, body):
         if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -190,22 +203,12 @@ class CohereV1Dialect(CohereV2Dialect):
 
     route = "/v1/rerank"
     has_max_tokens_per_doc = False
+    response_model = apis.CohereV1RerankResponse
 
     def build_request(self, query, documents, settings):
         payload: dict[str, Any] = {"query": query, "documents": list(documents)}
         _put(payload, "model", settings.model)
         return payload
-
-    def parse_response(self, body, headers, settings):
-        answer = self._model(apis.CohereV1RerankResponse, body)
-        return ParsedAnswer(_same(answer.results), _cohere_usage(answer.meta))
-
-
-def _cohere_usage(meta: apis.CohereMeta | None) -> dict[str, float]:
-    billed = meta.billed_units if meta is not None else None
-    if billed is None:
-        return {}
-    return _usage(search_units=billed.search_units, input_tokens=billed.input_tokens, output_tokens=billed.output_tokens)
 
 
 class VoyageDialect(Dialect):
@@ -219,6 +222,10 @@ class VoyageDialect(Dialect):
     hard_max_documents = apis.VOYAGE_MAX_DOCUMENTS
     max_total_tokens = apis.VOYAGE_MAX_TOTAL_TOKENS
     has_instruction = True
+    response_model = apis.VoyageRerankResponse
+    results_field = "data"
+    usage_fields = ("total_tokens",)
+    detail_errors = True
 
     def build_request(self, query, documents, settings):
         return {
@@ -227,14 +234,6 @@ class VoyageDialect(Dialect):
             "model": settings.model,
             "truncation": bool(settings.options.get("truncate", True)),
         }
-
-    def parse_response(self, body, headers, settings):
-        answer = self._model(apis.VoyageRerankResponse, body)
-        usage = _usage(total_tokens=answer.usage.total_tokens) if answer.usage else {}
-        return ParsedAnswer(_same(answer.data), usage)
-
-    def error_message(self, body):
-        return detail_message(body) or super().error_message(body)
 
 
 def voyage_query(query: str, instruction: str | None) -> str:
@@ -252,6 +251,9 @@ class JinaDialect(Dialect):
     default_base_url = "https://api.jina.ai/v1"
     default_max_documents = apis.JINA_MAX_DOCUMENTS
     accepts_images = True
+    response_model = apis.JinaRerankResponse
+    usage_fields = ("total_tokens",)
+    detail_errors = True
 
     def build_request(self, query, documents, settings):
         return {
@@ -261,14 +263,6 @@ class JinaDialect(Dialect):
             "top_n": len(documents),
             "return_documents": False,
         }
-
-    def parse_response(self, body, headers, settings):
-        answer = self._model(apis.JinaRerankResponse, body)
-        usage = _usage(total_tokens=answer.usage.total_tokens) if answer.usage else {}
-        return ParsedAnswer(_same(answer.results), usage)
-
-    def error_message(self, body):
-        return detail_message(body) or super().error_message(body)
 
 
 class TEIDialect(Dialect):
@@ -280,6 +274,7 @@ class TEIDialect(Dialect):
     name = "tei"
     api = "TEI"
     default_max_documents = apis.TEI_MAX_CLIENT_BATCH_SIZE
+    response_model = apis.TEIRerankResponse
 
     def build_request(self, query, documents, settings):
         return {
@@ -291,7 +286,7 @@ class TEIDialect(Dialect):
         }
 
     def parse_response(self, body, headers, settings):
-        ranks = self._model(apis.TEIRerankResponse, body).root
+        ranks = self._model(self.response_model, body).root
         tokens = headers.get(apis.TEI_USAGE_HEADER)
         usage = {}
         if tokens is not None:
@@ -302,12 +297,6 @@ class TEIDialect(Dialect):
         raw = bool(settings.options.get("raw_scores", False))
         items = [(int(r.index), float(r.score), _sigmoid(r.score) if raw else float(r.score)) for r in ranks]
         return ParsedAnswer(items, usage)
-
-    def error_message(self, body):
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            kind = body.get("error_type")
-            return f"{body['error']} ({kind})" if kind else body["error"]
-        return super().error_message(body)
 
 
 class VLLMDialect(Dialect):
@@ -324,6 +313,8 @@ class VLLMDialect(Dialect):
     has_max_tokens_per_doc = True
     has_instruction = True
     accepts_images = True
+    response_model = apis.VLLMRerankResponse
+    usage_fields = ("prompt_tokens", "total_tokens")
 
     def url(self, base_url: str) -> str:
         base = base_url.rstrip("/")
@@ -338,11 +329,6 @@ class VLLMDialect(Dialect):
         _put(payload, "instruction", settings.instruction)
         return payload
 
-    def parse_response(self, body, headers, settings):
-        answer = self._model(apis.VLLMRerankResponse, body)
-        usage = _usage(prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens) if answer.usage else {}
-        return ParsedAnswer(_same(answer.results), usage)
-
 
 class InfinityDialect(Dialect):
     """infinity-emb `/rerank`. relevance = Infinity's `relevance_score` (sigmoid of the logit)."""
@@ -350,16 +336,13 @@ class InfinityDialect(Dialect):
     name = "infinity"
     api = "Infinity"
     default_max_documents = apis.INFINITY_MAX_DOCUMENTS
+    response_model = apis.InfinityRerankResponse
+    usage_fields = ("prompt_tokens", "total_tokens")
 
     def build_request(self, query, documents, settings):
         payload: dict[str, Any] = {"query": query, "documents": list(documents), "return_documents": False}
         _put(payload, "model", settings.model)
         return payload
-
-    def parse_response(self, body, headers, settings):
-        answer = self._model(apis.InfinityRerankResponse, body)
-        usage = _usage(prompt_tokens=answer.usage.prompt_tokens, total_tokens=answer.usage.total_tokens) if answer.usage else {}
-        return ParsedAnswer(_same(answer.results), usage)
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -507,18 +490,6 @@ def check_answer(api: str, items: Sequence[tuple[int, float, float]], num_docume
 # ------------------------------------------------------------------------------------- the client
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-@dataclass
-class _LoopState:
-    http: Any  # httpx.AsyncClient
-    semaphore: asyncio.Semaphore
-
-
 @dataclass
 class ClientStats:
     """Running totals of one client: HTTP attempts that got an answer, retries, failures."""
@@ -574,7 +545,7 @@ class RerankHTTPClient:
         self._headers.update(headers or {})
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._pools = LoopPools()
         self._lock = threading.Lock()
         self.stats = ClientStats()
 
@@ -617,13 +588,11 @@ class RerankHTTPClient:
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
-        state = self._states.pop(asyncio.get_running_loop(), None)
-        if state is not None:
-            await state.http.aclose()
+        await self._pools.aclose()
 
     def close(self) -> None:
         """Forget every pool (pools of running loops are closed by `aclose` on that loop)."""
-        self._states.clear()
+        self._pools.clear()
 
     # ------------------------------------------------------------------ one sub-request
 
@@ -635,66 +604,42 @@ class RerankHTTPClient:
         check_answer(self.dialect.api, parsed.items, len(part))
         return parsed
 
-    def _state(self) -> _LoopState:
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is None:
-            limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-            http = httpx.AsyncClient(
-                headers=self._headers,
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-                limits=limits,
-            )
-            state = _LoopState(http=http, semaphore=asyncio.Semaphore(self.max_concurrency))
-            self._states[loop] = state
-        return state
-
     async def _post(self, payload: dict[str, Any], num_documents: int) -> tuple[Any, Mapping[str, str]]:
-        state = self._state()
-        api = self.dialect.api
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with state.semaphore:
-                    return await asyncio.wait_for(self._attempt(state.http, payload), self.timeout)
-            except _Retryable as exc:
-                reason, retry_after = str(exc), exc.retry_after
-            except asyncio.TimeoutError:
-                reason, retry_after = f"no complete answer within timeout={self.timeout:g}s", None
-            if attempt > self.max_retries:
-                with self._lock:
-                    self.stats.failures += 1
-                raise BackendError(self._redact(
-                    f"{api} rerank request to {self.url} ({num_documents} documents) failed after "
-                    f"{attempt} attempt(s): {reason}"
-                ))
-            delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            if retry_after is not None:
-                delay = min(MAX_RETRY_AFTER_S, retry_after)
+        pool = self._pools.get(headers=self._headers, timeout=self.timeout, max_concurrency=self.max_concurrency)
+        policy = RetryPolicy(self.max_retries, self.backoff, self.max_backoff)
+        try:
+            answer, _ = await with_retries(
+                lambda http: self._attempt(http, payload),
+                pool=pool,
+                timeout=self.timeout,
+                policy=policy,
+                label=f"{self.dialect.api} {self.url}",
+                redact=self._redact,
+                on_retry=self._count_retry,
+                log=logger,
+            )
+        except GaveUp as exc:
             with self._lock:
-                self.stats.retries += 1
-            logger.info("%s %s: %s; retry %d/%d in %.2fs", api, self.url, self._redact(reason), attempt, self.max_retries, delay)
-            await asyncio.sleep(delay)
+                self.stats.failures += 1
+            raise BackendError(self._redact(
+                f"{self.dialect.api} rerank request to {self.url} ({num_documents} documents) failed after "
+                f"{exc.attempts} attempt(s): {exc.reason}"
+            )) from None
+        return answer
+
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.stats.retries += 1
 
     async def _attempt(self, http: Any, payload: dict[str, Any]) -> tuple[Any, Mapping[str, str]]:
-        import httpx
-
         api = self.dialect.api
-        try:
-            response = await http.post(self.url, json=payload)
-        except httpx.TimeoutException as exc:
-            raise _Retryable(f"timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise _Retryable(f"connection error ({type(exc).__name__}: {exc})") from None
+        response = await send(http, "POST", self.url, payload)
         with self._lock:
             self.stats.requests += 1
         status = response.status_code
         content_type = response.headers.get("content-type", "")
         if status in RETRY_STATUSES or status >= 500:
-            raise _Retryable(describe_body(self.dialect, status, response.text, content_type), retry_after_seconds(response.headers))
+            raise Retryable(describe_body(self.dialect, status, response.text, content_type), retry_after_seconds(response.headers))
         if status >= 400:
             hint = " (check the api key)" if status in (401, 403) else ""
             raise BackendError(self._redact(
@@ -714,33 +659,6 @@ class RerankHTTPClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms`, else `Retry-After` (seconds or an HTTP date).
-
-    Example:
-        >>> retry_after_seconds({"retry-after-ms": "250"}), retry_after_seconds({"retry-after": "2"})
-        (0.25, 2.0)
-    """
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 async def _all_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
@@ -765,52 +683,8 @@ async def _all_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     return [task.result() for task in tasks]
 
 
-class BackgroundLoop:
-    """A private event loop on a daemon thread, so synchronous `rank` can run the async client even
-    when the caller is itself inside a running loop (a notebook, an async web handler).
-
-    Example:
-        >>> loop = BackgroundLoop()
-        >>> loop.run(asyncio.sleep(0, result=42))
-        42
-        >>> loop.stop()
-    """
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        return self._loop is not None and not self._loop.is_closed()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self._ensure()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="rankbridge-remote-loop", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
-            loop.close()
-
-
 __all__ = [
     "DIALECTS",
-    "BackgroundLoop",
     "ClientStats",
     "CohereV1Dialect",
     "CohereV2Dialect",
