@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -148,9 +149,12 @@ def compile_openvino(
         logger.warning("this CPU has no bfloat16 support OpenVINO can use; computing in %s", actual)
     names = {port.get_any_name() for port in compiled.inputs}
     result_port = compiled.output(output) if output in {n for p in compiled.outputs for n in p.get_names()} else compiled.output(0)
-    request = compiled.create_infer_request()
+    local = threading.local()  # an infer request is not thread-safe: one per calling thread
 
     def forward(feeds: Feeds) -> np.ndarray:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
         outputs = request.infer({k: v for k, v in feeds.items() if k in names}, share_inputs=True)
         return np.array(outputs[result_port], copy=True)
 

@@ -246,3 +246,17 @@ def test_beir_calibration_pairs_are_deterministic_and_start_with_judged_document
     first = read_calibration_pairs(scifact_dir, max_pairs=40, documents_per_query=8)
     assert first == read_calibration_pairs(scifact_dir, max_pairs=40, documents_per_query=8)
     assert len(first) == 40 and len({q for q, _ in first}) == 5
+
+
+def test_openvino_scores_alike_from_several_threads(private_cache):
+    """One infer request per calling thread: concurrent calls (a server's workers) never share one."""
+    pytest.importorskip("openvino")
+    from concurrent.futures import ThreadPoolExecutor
+
+    reranker = _load(private_cache, runtime="openvino")
+    docs = ["Paris is the capital of France.", "Bananas are yellow.", "Statins lower LDL cholesterol. " * 20]
+    expected = [r.score for r in reranker.rank("capital of france", docs)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: [r.score for r in reranker.rank("capital of france", docs)], range(8)))
+    for scores in got:
+        np.testing.assert_allclose(scores, expected, atol=1e-6)
