@@ -70,3 +70,33 @@ def test_readme_config_table_is_current():
     from rankbridge.rerankers.core.config_table import main
 
     assert main(["--check", str(ROOT / "README.md")]) == 0
+
+
+def test_config_table_ignores_backends_registered_at_run_time(monkeypatch):
+    # A test's fake (or a plugin) registered in this process must not change the README's table:
+    # the serve tests' fakes once made this check fail only when the whole suite ran.
+    from typing import Literal
+
+    from pydantic import Field
+
+    from rankbridge.rerankers import Reranker, RerankerConfig, register_backend
+    from rankbridge.rerankers.core import registry
+    from rankbridge.rerankers.core.config_table import config_table
+
+    before = config_table()
+
+    class LeakConfig(RerankerConfig):
+        backend: Literal["table-leak"] = "table-leak"
+        knob: int = Field(1, description="A field only this run-time backend has.")
+
+    class Leak(Reranker):
+        name = "table-leak"
+        config_class = LeakConfig
+
+        def _score_batch(self, queries, candidate_lists):  # pragma: no cover - never scored
+            raise AssertionError
+
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY})
+    register_backend("table-leak", Leak, overwrite=True)
+    assert "table-leak" in registry.available_backends()
+    assert config_table() == before

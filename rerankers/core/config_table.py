@@ -16,7 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.errors import RankbridgeError
-from rankbridge.rerankers.core.registry import available_backends, get_backend
+from rankbridge.rerankers.core.registry import BUILTIN_BACKENDS, get_backend
 
 START = "<!-- config-table:start -->"
 END = "<!-- config-table:end -->"
@@ -39,7 +39,9 @@ def config_table() -> str:
     common = RerankerConfig.model_fields
     rows = ["| backend | field | type | default | description |", "|---|---|---|---|---|"]
     rows += [_row("every backend", name, field) for name, field in common.items() if name != "backend"]
-    for name in available_backends():
+    # Built-in backends only: the README documents this project, not whatever a test or a third-party
+    # plugin registered in this process (their rows would make the table depend on what ran before).
+    for name in sorted(BUILTIN_BACKENDS):
         try:
             config_class = get_backend(name).config_class
         except RankbridgeError as exc:  # a backend whose module is not importable here
