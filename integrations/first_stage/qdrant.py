@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rankbridge.rerankers.core.errors import BackendError, ConfigError, require
+from rankbridge.rerankers.core.paths import plain_name
 from rankbridge.rerankers.core.types import Candidate
 
 from rankbridge.integrations.first_stage.embeddings import SparseVector
@@ -36,14 +36,10 @@ DENSE = "dense"
 SPARSE = "bm25"
 _ID_NAMESPACE = uuid.UUID("6f1c7c38-5a0b-4d8e-9a51-2f8f0d3b7e11")
 _EXTRA = "qdrant"
-# A collection name becomes a folder (embedded store) or a URL path segment (server): one plain
-# name, never a path (no separators, no "..").
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
-
-
 def check_collection_name(name: Any) -> str:
-    """`name` if it is a valid collection name: letters, digits, ``_``, ``-`` and ``.``, not
-    starting with ``.`` or ``-``, at most 255 characters; else a `ConfigError`.
+    """`name` if it is a valid collection name, else a `ConfigError`. A collection name becomes a
+    folder (embedded store) or a URL path segment (server): one plain name, never a path
+    (`rankbridge.rerankers.core.paths.plain_name`).
 
     Example:
         >>> check_collection_name("scifact-v2")
@@ -51,14 +47,9 @@ def check_collection_name(name: Any) -> str:
         >>> check_collection_name("../../x")
         Traceback (most recent call last):
         ...
-        rankbridge.rerankers.core.errors.ConfigError: collection_name '../../x' is not a plain name: use letters, digits, '_', '-' and '.' (not first), at most 255 characters; it becomes a folder name
+        rankbridge.rerankers.core.errors.ConfigError: collection_name '../../x' is not a plain name: use letters, digits, '_', '-' and '.' (not first), at most 255 characters; it becomes a file or folder name
     """
-    if not isinstance(name, str) or not _COLLECTION_NAME.match(name) or set(name) == {"."}:
-        raise ConfigError(
-            f"collection_name {name!r} is not a plain name: use letters, digits, '_', '-' and '.' (not first), "
-            "at most 255 characters; it becomes a folder name"
-        )
-    return name
+    return plain_name(name, "collection_name")
 
 
 def point_id(doc_id: Any) -> str:

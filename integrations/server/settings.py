@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from rankbridge.rerankers.core.errors import ConfigError
-from rankbridge.rerankers.core.loader import read_spec
+from rankbridge.rerankers.core.loader import parse_spec_string
 
 SETTINGS_ENV = "RANKBRIDGE_SERVE_SETTINGS"
 API_KEY_ENV = "RANKBRIDGE_API_KEY"
@@ -90,8 +90,9 @@ class ServeSettings(BaseModel):
 
 
 def parse_reranker_option(text: str) -> ServedModel:
-    """`--reranker [NAME=]SPEC`: SPEC is anything `load_reranker` takes as a string (a shorthand
-    such as `cross-encoder:minilm-l6-ce-weak`, a YAML/JSON file) or an inline JSON object.
+    """`--reranker [NAME=]SPEC`: SPEC is read by the one rule for string specs
+    (`rankbridge.rerankers.core.loader.parse_spec_string`): an inline JSON or YAML mapping, a
+    YAML/JSON config file, or the shorthand such as `cross-encoder:minilm-l6-ce-weak`.
     NAME defaults to the backend name.
 
     Example:
@@ -99,21 +100,15 @@ def parse_reranker_option(text: str) -> ServedModel:
         ServedModel(name='ce', spec={'backend': 'cross-encoder', 'model': 'minilm-l6-ce-weak'})
         >>> parse_reranker_option('{"backend": "lexical", "k1": 1.2}').name
         'lexical'
+        >>> parse_reranker_option("bm25={backend: lexical, k1: 1.2}")
+        ServedModel(name='bm25', spec={'backend': 'lexical', 'k1': 1.2})
     """
     text = text.strip()
     name = None
     match = _NAME.match(text)
-    if match and not Path(text).expanduser().is_file():
+    if match and not text.startswith("{") and not Path(text).expanduser().is_file():
         name, text = match.group(1), match.group(2).strip()
-    if text.startswith("{"):
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--reranker {text[:60]!r}: invalid JSON: {exc.msg} at column {exc.colno}") from None
-        if not isinstance(spec, dict):
-            raise ConfigError("--reranker: an inline JSON spec must be an object with a 'backend' key")
-    else:
-        spec = read_spec(text)
+    spec = parse_spec_string(text, origin="--reranker")
     backend = spec.get("backend")
     if not isinstance(backend, str) or not backend:
         raise ConfigError(f"--reranker {text[:60]!r}: the spec needs a 'backend'")

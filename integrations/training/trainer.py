@@ -108,10 +108,12 @@ def train_cross_encoder(
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     from rankbridge.integrations.training.card import write_model_card
-    from rankbridge.rerankers.core.paths import resolve_model
+    from rankbridge.rerankers.core.paths import plain_name, resolve_model
 
     plan = [(p[0], p[1], float(p[2]) if len(p) > 2 else float(config.epochs)) for p in phases]
     names = [name for name, _, _ in plan]
+    for name in names:  # each names a folder under <output_dir>/checkpoints: never a path
+        plain_name(name, "phase name")
     if not plan or len(set(names)) != len(names):
         raise ConfigError(f"phases need unique names (they name the checkpoint folders), got {names}")
     if any(epochs <= 0 for _, _, epochs in plan):

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from rankbridge.rerankers.core.errors import BackendError, ConfigError
+from rankbridge.rerankers.core.loader import MAX_SPEC_BYTES, check_spec_size
+from rankbridge.rerankers.core.paths import plain_name
 
 from rankbridge.llm_rankers.listwise.parser import ALPHA_LABELS, Labels, label_for
 from rankbridge.llm_rankers.listwise.tokens import TokenCounter
@@ -71,6 +73,7 @@ class PromptTemplate:
             raise ConfigError(f"prompt {where}: invalid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"prompt {where}: expected a mapping with fields {', '.join(_REQUIRED)}")
+        check_spec_size(data, f"prompt {where}")  # YAML aliases must not expand into megabytes
         missing = [f for f in _REQUIRED if f not in data]
         unknown = sorted(set(data) - set(_REQUIRED) - {"assistant_prefix"})
         if missing or unknown:
@@ -156,7 +159,10 @@ def _read_prompt(name_or_path: str | os.PathLike) -> tuple[str, str]:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"prompt file not found: {path}")
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise ConfigError(f"prompt file {path} is {path.stat().st_size} bytes; a prompt file is at most {MAX_SPEC_BYTES} bytes")
         return path.read_text(encoding="utf-8"), str(path)
+    plain_name(text, "prompt")  # a built-in prompt's name joins a package folder: never a path
     resource = resources.files("rankbridge.llm_rankers.listwise") / "templates" / f"{text}.yaml"
     if not resource.is_file():
         raise ConfigError(f"unknown prompt '{text}'; built-in prompts: {', '.join(builtin_prompts())}, or a path to a YAML file")

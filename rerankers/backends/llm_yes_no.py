@@ -47,7 +47,7 @@ from pydantic import Field
 from rankbridge.rerankers.core.base import Reranker, Scores
 from rankbridge.rerankers.core.calibration import sigmoid
 from rankbridge.rerankers.core.config import RerankerConfig
-from rankbridge.rerankers.core.errors import BackendError, ConfigError, require
+from rankbridge.rerankers.core.errors import BackendError, ConfigError, QueryError, require
 from rankbridge.rerankers.core.paths import resolve_model
 from rankbridge.rerankers.core.types import Candidate
 from rankbridge.rerankers.runtime.batching import plan_batches, progress_bar
@@ -434,8 +434,8 @@ class LLMYesNoReranker(Reranker):
         cfg: LLMYesNoConfig = self.config  # type: ignore[assignment]
         parts = self._query_prompt(query)
         room = cfg.max_length - len(parts.head) - len(parts.tail)
-        if room < parts.lead_tokens + 1:
-            raise ValueError(
+        if room < parts.lead_tokens + 1:  # the query alone fills the window: the caller's to fix, never a fallback
+            raise QueryError(
                 f"the prompt without a document already has {len(parts.head) + len(parts.tail) + parts.lead_tokens} "
                 f"tokens, more than max_length={cfg.max_length} allows; shorten the query or raise max_length"
             )

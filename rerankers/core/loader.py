@@ -252,6 +252,13 @@ def _as_mapping(loaded: Any, where: str) -> dict[str, Any]:
     return _bounded(dict(loaded), where)
 
 
+def check_spec_size(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """`data` if it expands to at most `MAX_SPEC_NODES` values nested at most `MAX_SPEC_DEPTH`
+    deep (YAML aliases counted every time they appear), else a `ConfigError` naming `where`:
+    the bound every YAML/JSON config of the project (reranker specs, listwise prompt files) obeys."""
+    return _bounded(data, where)
+
+
 def _bounded(data: dict[str, Any], where: str) -> dict[str, Any]:
     """`data` if its expanded size stays within `MAX_SPEC_NODES` nodes and `MAX_SPEC_DEPTH`
     levels (shared references, as YAML aliases make, count every time they appear)."""

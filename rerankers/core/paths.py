@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from rankbridge.rerankers.core.errors import ConfigError
 
 MODEL_DIR_ENV = "RANKBRIDGE_MODEL_DIR"
 CACHE_DIR_ENV = "RANKBRIDGE_CACHE_DIR"
@@ -53,6 +57,32 @@ def cache_dir(*parts: str) -> Path:
 def data_dir() -> Path:
     """`$RANKBRIDGE_DATA_DIR`, else `../shared/data` beside the current directory."""
     return Path(os.environ.get(DATA_DIR_ENV) or Path.cwd().parent / "shared" / "data")
+
+
+# A name that becomes one folder or file name under a folder of ours: never a path (no
+# separators, no "..", no leading dot or dash).
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+
+
+def plain_name(name: Any, what: str = "name") -> str:
+    """`name` if it can safely become a folder or file name: letters, digits, ``_``, ``-`` and
+    ``.``, not starting with ``.`` or ``-``, at most 255 characters; else a `ConfigError`
+    naming `what`. Every user-given name that the project joins onto a path goes through this.
+
+    Example:
+        >>> plain_name("scifact-v2", "collection_name")
+        'scifact-v2'
+        >>> plain_name("../../x", "collection_name")
+        Traceback (most recent call last):
+        ...
+        rankbridge.rerankers.core.errors.ConfigError: collection_name '../../x' is not a plain name: use letters, digits, '_', '-' and '.' (not first), at most 255 characters; it becomes a file or folder name
+    """
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name):
+        raise ConfigError(
+            f"{what} {name!r} is not a plain name: use letters, digits, '_', '-' and '.' (not first), "
+            "at most 255 characters; it becomes a file or folder name"
+        )
+    return name
 
 
 def _update_from_file(digest, path: Path, chunk_size: int) -> None:

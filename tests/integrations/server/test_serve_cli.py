@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow  # subprocesses
         (["--reranker", '{"backend": "lexical", "k1": -1}'], ["k1"]),
         (["--reranker", "no-such-backend"], ["unknown backend", "no-such-backend"]),
         (["--reranker", "lexical", "--reranker", "lexical"], ["'lexical'", "NAME=SPEC"]),
-        (["--reranker", "x={not json"], ["invalid JSON"]),
+        (["--reranker", "x={not json"], ["read as an inline mapping", "JSON", "YAML"]),
         (["--reranker", "lexical", "--max-documents", "0"], ["max_documents"]),
     ],
 )

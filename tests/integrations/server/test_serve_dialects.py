@@ -7,7 +7,7 @@ import io
 
 import httpx
 import pytest
-from serve_support import DOCS, QUERY
+from serve_support import DOCS, QUERY, settings
 
 from rankbridge.rerankers import load_reranker
 
@@ -138,3 +138,29 @@ def test_keyed_server_guards_routes_but_not_probes(keyed_server):
     assert httpx.get(keyed_server.url + "/health").status_code == 200
     assert httpx.get(keyed_server.url + "/ready").status_code == 200
     assert API_KEY not in httpx.get(keyed_server.url + "/metrics").text
+
+
+def test_jina_image_documents_reach_a_page_backend_and_rank(tmp_path):
+    # The success path of images through `rankbridge serve`: base64 pages to a real `ocr-page`
+    # (RapidOCR + lexical), answered in the Jina / Cohere v1 shape, best page first.
+    pytest.importorskip("rapidocr_onnxruntime")
+    from support.text_pages import ANSWER_PAGE, PAGE_LINES, render_text_page
+    from support.text_pages import QUERY as PAGE_QUERY
+
+    from rankbridge.integrations.server import BackgroundServer
+
+    def b64(image) -> str:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    spec = f'pages={{"backend": "ocr-page", "inner": "lexical", "cache_dir": "{tmp_path}", "show_progress_bar": false}}'
+    docs = [{"image": b64(render_text_page(lines))} for lines in PAGE_LINES]
+    with BackgroundServer(settings(spec)) as srv:
+        assert httpx.get(srv.url + "/v1/models").json()["data"][0]["accepts_images"] is True
+        r = httpx.post(srv.url + "/v1/rerank", json={"model": "pages", "query": PAGE_QUERY, "documents": docs}, timeout=120)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert sorted(x["index"] for x in results) == list(range(len(PAGE_LINES)))
+    assert results[0]["index"] == ANSWER_PAGE
+    assert all(0.0 <= x["relevance_score"] <= 1.0 for x in results)

@@ -159,6 +159,10 @@ def test_early_stopping_keeps_the_best_checkpoint_and_records_it(tiny_named_base
             base_model=str(tiny_named_base), output_dir=str(tmp_path / "x"), early_stopping_patience=1))
     with pytest.raises(ConfigError, match="unique"):
         train_cross_encoder([("hard", None), ("hard", None)], config)
+    escape = TrainingConfig(base_model=str(tiny_named_base), output_dir=str(tmp_path / "y"))
+    with pytest.raises(ConfigError, match="phase name '../../escaped' is not a plain name"):
+        train_cross_encoder([("../../escaped", None)], escape)  # a phase names a checkpoint folder
+    assert not (tmp_path / "escaped").exists()
 
 
 TRAIN_BEIR = {

@@ -109,3 +109,18 @@ def test_a_gguf_file_is_accepted_as_the_model(smollm2_dir):
 def test_multi_token_answer_word_is_a_clear_error(smollm2_dir):
     with pytest.raises(ConfigError, match="yes_token"):
         load_reranker({"backend": "llm-yes-no", "model": str(smollm2_dir), "yes_token": "absolutely yes"})
+
+
+def test_a_query_that_fills_the_window_is_a_query_error_under_every_policy(smollm2):
+    # The caller's input, not a model failure: `on_error: fallback` must not hide it (issue 17, defect 3).
+    from rankbridge.rerankers import QueryError
+
+    before = smollm2.config.on_error
+    try:
+        for policy in ("raise", "fallback"):
+            smollm2.config.on_error = policy
+            with pytest.raises(QueryError, match="shorten the query") as info:
+                smollm2.rank("a very long question about capitals " * 60, DOCS[:2])
+            assert isinstance(info.value, ValueError)
+    finally:
+        smollm2.config.on_error = before

@@ -103,3 +103,18 @@ def test_atomic_folder_keeps_a_folder_another_process_finished(tmp_path):
             (target / "config.json").write_text("theirs")
     assert (target / "config.json").read_text() == "theirs"
     assert [p.name for p in tmp_path.iterdir()] == ["converted"]
+
+
+@pytest.mark.parametrize("bad", ["../../x", "a/b", "a\\b", "..", ".hidden", "-flag", "", "x" * 256, None, 7])
+def test_plain_name_refuses_anything_that_could_leave_its_folder(bad):
+    from rankbridge.rerankers.core.errors import ConfigError
+    from rankbridge.rerankers.core.paths import plain_name
+
+    with pytest.raises(ConfigError, match="thing .* is not a plain name"):
+        plain_name(bad, "thing")
+
+
+def test_plain_name_accepts_ordinary_names():
+    from rankbridge.rerankers.core.paths import plain_name
+
+    assert [plain_name(n) for n in ("scifact", "run_2.v1", "A-b")] == ["scifact", "run_2.v1", "A-b"]
