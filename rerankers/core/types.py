@@ -196,23 +196,39 @@ class RankedResults(Sequence[RankedResult]):
         return next((r.fallback_reason for r in self._results if r.fallback_reason), None)
 
     def top(self, n: int) -> RankedResults:
-        """The best `n` results (all of them if there are fewer)."""
-        return RankedResults(self._results[:n], query=self.query, num_candidates=self.num_candidates)
+        """The best `n` results (all of them if there are fewer); the usage stays that of the whole list."""
+        top = RankedResults(self._results[:n], query=self.query, num_candidates=self.num_candidates)
+        top.usage = None if self.usage is None else dict(self.usage)
+        return top
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-safe: the query, the count, every result and, from a rerank service, its usage.
+
+        Example:
+            >>> r = RankedResults([], query="q")
+            >>> r.usage = {"search_units": 1}
+            >>> RankedResults.from_dict(r.to_dict()).usage
+            {'search_units': 1}
+        """
+        data: dict[str, Any] = {
             "query": self.query,
             "num_candidates": self.num_candidates,
             "results": [r.to_dict() for r in self._results],
         }
+        if self.usage is not None:
+            data["usage"] = _json_safe(dict(self.usage))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RankedResults:
-        return cls(
+        results = cls(
             [RankedResult.from_dict(r) for r in data.get("results", [])],
             query=data.get("query"),
             num_candidates=data.get("num_candidates"),
         )
+        if data.get("usage") is not None:
+            results.usage = dict(data["usage"])
+        return results
 
 
 def _json_float(value: float) -> float | str:

@@ -192,3 +192,33 @@ def test_one_failing_sub_request_fails_the_list_not_silently_part_of_it(fake, re
     results = reranker.rank(QUERY, FIRST_STAGE)
     assert results.indices == [0, 2, 3, 1]
     assert "returned 1 results for 2 documents" in results.fallback_reason
+
+
+def test_each_apis_error_body_gives_the_services_own_message():
+    # vLLM answers {"error": {...}} today and {"object": "error", "message": ...} in older releases.
+    from rankbridge.rerankers.runtime import rerank_apis as apis
+    from rankbridge.rerankers.runtime.rerank_http import DIALECTS
+
+    vllm = DIALECTS["vllm-rerank"]
+    assert vllm.error_message(apis.vllm_error("max_model_len exceeded")) == "max_model_len exceeded"
+    legacy = {"object": "error", "message": "The model `x` does not exist.", "type": "NotFoundError", "param": None, "code": 404}
+    assert apis.VLLMLegacyErrorBody.model_validate(legacy).message == legacy["message"]
+    assert vllm.error_message(legacy) == "The model `x` does not exist."
+    assert DIALECTS["cohere"].error_message(apis.cohere_error("invalid api token")) == "invalid api token"
+    assert DIALECTS["tei"].error_message(apis.tei_error("batch size 40 > maximum allowed batch size 32", "Validation")) == (
+        "batch size 40 > maximum allowed batch size 32 (Validation)"
+    )
+    assert DIALECTS["voyage"].error_message({"detail": "Invalid model."}) == "Invalid model."
+
+
+def test_retry_after_as_an_http_date_is_honoured():
+    import email.utils
+    import time
+
+    from rankbridge.rerankers.runtime.http_retry import retry_after_seconds
+
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= retry_after_seconds({"retry-after": soon}) <= 30
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    assert retry_after_seconds({"retry-after": past}) == 0.0
+    assert retry_after_seconds({"retry-after": "not a date"}) is None

@@ -3,9 +3,12 @@ by index, every candidate accounted for, usage summed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from support.fake_rerank_apis import fake_relevance, fake_tokens
 
+from rankbridge.rerankers import RankedResults
 from rankbridge.rerankers.runtime import rerank_apis as apis
 from rankbridge.rerankers.runtime.rerank_http import estimate_tokens, plan_requests
 
@@ -38,6 +41,10 @@ def test_2500_candidates_through_cohere_in_sub_requests_of_at_most_1000(fake, re
     assert [r.text for r in results] == [docs[i] for i in order]
     assert results.relevances == pytest.approx([scores[i] for i in order])
     assert results.usage == {"search_units": 25.0, "requests": 3.0}  # 10 + 10 + 5
+    # the cost survives serialization and top(): a saved result still says what it billed
+    saved = RankedResults.from_dict(json.loads(json.dumps(results.to_dict())))
+    assert saved.usage == results.usage and saved.indices == results.indices
+    assert results.top(3).usage == results.usage
 
 
 def test_top_n_is_applied_after_every_score_came_back(fake, remote):
