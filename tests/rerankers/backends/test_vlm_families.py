@@ -1,6 +1,6 @@
 """`vlm-page` families against re-implementations of each model's reference code, on tiny random
-models of the real architectures (tests/support/tiny_models.py): Qwen3-VL for
-Qwen3-VL-Reranker, a Qwen2-VL backbone with a `score.*` head for jina-reranker-m0, and a
+models of the real architectures (tests/support/tiny_models.py): Qwen2-VL for MonoQwen2-VL (its
+model card's code), Qwen3-VL for Qwen3-VL-Reranker, a Qwen2-VL backbone with a `score.*` head for jina-reranker-m0, and a
 checkpoint whose classes exist only in its own code for `trust_remote_code`.
 
 References:
@@ -53,6 +53,40 @@ def _scores(reranker, pages):
     by_index = {r.index: r for r in result}
     return (np.array([by_index[i].score for i in range(len(pages))]),
             np.array([by_index[i].relevance for i in range(len(pages))]))
+
+
+# ---------------------------------------------------------------------- MonoQwen2-VL
+
+
+def monoqwen2_vl_reference(folder, query, pages):
+    """The lightonai/MonoQwen2-VL-v0.1 model card's code, one page at a time: the image then the
+    prompt in one user turn, the chat template with the generation prompt, softmax over the last
+    token's logits of "True" and "False", P(True)."""
+    model = transformers.Qwen2VLForConditionalGeneration.from_pretrained(folder).eval()
+    processor = load_page_processor(str(folder), model.config)
+    prompt = ("Assert the relevance of the previous image document to the following query, "
+              "answer True or False. The query is: {query}").format(query=query)
+    true_id = processor.tokenizer.convert_tokens_to_ids("True")
+    false_id = processor.tokenizer.convert_tokens_to_ids("False")
+    probs = []
+    for image in pages:
+        messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=text, images=image, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**inputs).logits[:, -1, :]
+        probs.append(torch.softmax(logits[:, [true_id, false_id]], dim=-1)[0, 0].item())
+    return text, np.array(probs)
+
+
+def test_monoqwen2_vl_scores_equal_the_model_cards_code():
+    reranker = load_reranker({"backend": "vlm-page", "model": str(tiny_model("qwen2_vl")), "preset": "monoqwen2-vl",
+                              "show_progress_bar": False})
+    text, expected = monoqwen2_vl_reference(tiny_model("qwen2_vl"), QUERY, JINA_PAGES)
+    assert reranker._prompt_text(QUERY) == text  # the same chat-templated text, image placeholder first
+    raw, relevance = _scores(reranker, JINA_PAGES)  # batched: the card scores one page at a time
+    np.testing.assert_allclose(relevance, expected, atol=1e-4)
+    assert np.ptp(raw) > 0.01  # random weights still score pages apart: the parity is not vacuous
 
 
 # ---------------------------------------------------------------------- Qwen3-VL-Reranker
