@@ -50,7 +50,7 @@ from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.errors import BackendError, ConfigError, QueryError, require
 from rankbridge.rerankers.core.paths import resolve_model
 from rankbridge.rerankers.core.types import Candidate
-from rankbridge.rerankers.runtime.batching import plan_batches, progress_bar
+from rankbridge.rerankers.runtime.batching import distinct, plan_batches, progress_bar
 from rankbridge.rerankers.runtime.devices import Device, resolve_device, torch_dtype
 
 logger = logging.getLogger(__name__)
@@ -466,11 +466,17 @@ class LLMYesNoReranker(Reranker):
                 "llm-yes-no: %d of %d documents shortened to fit max_length=%d",
                 shortened, len(prompts), self.config.max_length,
             )
-        groups, start = [], 0
+        # Equal prompts (a duplicate document, a query repeated in rank_many) run once, so they tie
+        # exactly whatever batch they would have been padded in; each runs with its first query's group.
+        first, slots = distinct([tuple(p) for p in prompts])
+        groups: list[list[int]] = []
+        start = 0
         for cands in candidate_lists:
-            groups.append(list(range(start, start + len(cands))))
+            own = [slots[i] for i in range(start, start + len(cands)) if first[slots[i]] == i]
+            if own:
+                groups.append(own)
             start += len(cands)
-        raw = self.score_prompts(prompts, groups)
+        raw = self.score_prompts([prompts[i] for i in first], groups)[slots]
         out, start = [], 0
         for cands in candidate_lists:
             part = raw[start : start + len(cands)]

@@ -46,10 +46,10 @@ from rankbridge.rerankers.core.calibration import sigmoid
 from rankbridge.rerankers.core.config import RerankerConfig
 from rankbridge.rerankers.core.errors import BackendError, ConfigError, require
 from rankbridge.rerankers.core.paths import resolve_model
-from rankbridge.rerankers.pages.images import candidate_image, fit_pixels
+from rankbridge.rerankers.pages.images import candidate_image, fit_pixels, image_hash
 from rankbridge.rerankers.core.types import Candidate
 from rankbridge.rerankers.pages.prompt import MONOQWEN_PROMPT, check_pixel_range, check_prompt_has_query
-from rankbridge.rerankers.runtime.batching import BatchStats, plan_batches, progress_bar
+from rankbridge.rerankers.runtime.batching import BatchStats, distinct, plan_batches, progress_bar
 from rankbridge.rerankers.runtime.devices import torch_dtype
 
 logger = logging.getLogger(__name__)
@@ -436,6 +436,9 @@ class VLMPageReranker(Reranker):
             for i, cand in enumerate(cands):
                 texts.append(prompts[query])
                 images.append(self._prepare_image(i, cand))
+        # Equal (prompt, page) pairs run once, so duplicates tie exactly whatever their batch's padding.
+        first, slots = distinct([(t, image_hash(im)) for t, im in zip(texts, images)])
+        texts, images = [texts[i] for i in first], [images[i] for i in first]
         lengths = self.pair_lengths(texts, images)
         batches = plan_batches(lengths, self.config.max_tokens_per_batch, self.config.batch_size)
         self.stats = BatchStats(pairs=len(texts))
@@ -452,6 +455,7 @@ class VLMPageReranker(Reranker):
                 scores[batch] = self._batch_scores(enc)
                 bar.update(1)
         bar.close()
+        scores = scores[slots]
         relevance = sigmoid(scores)  # yes-no: = softmax([no, yes])[yes]
         out, start = [], 0
         for cands in candidate_lists:

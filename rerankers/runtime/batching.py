@@ -1,8 +1,9 @@
-"""One batch planner for every model kind: sort by length, cut by a token budget and a row cap."""
+"""One batch planner for every model kind: sort by length, cut by a token budget and a row cap;
+equal inputs found once (`distinct`) so duplicates score exactly alike."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +62,27 @@ class _NoProgress:
         pass
 
 
+def distinct(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
+    """Score equal inputs once: (the position of each distinct key's first occurrence, and for
+    every key the index of its distinct key in that list). Batched padding makes a model's output
+    for the same input differ in the last bits from batch to batch; scoring each distinct input
+    once makes duplicates tie exactly, so they keep their input order.
+
+    Example:
+        >>> distinct(["a", "b", "a", "c", "b"])
+        ([0, 1, 3], [0, 1, 0, 2, 1])
+    """
+    first: list[int] = []
+    slot_of: dict[Hashable, int] = {}
+    slots = []
+    for i, key in enumerate(keys):
+        slot = slot_of.setdefault(key, len(first))
+        if slot == len(first):
+            first.append(i)
+        slots.append(slot)
+    return first, slots
+
+
 def progress_bar(total: int, show: bool | None, desc: str):
     """A tqdm bar over `total` batches: always when `show`, never when False; when None, only for
     20+ batches and only on a terminal."""
@@ -71,4 +93,4 @@ def progress_bar(total: int, show: bool | None, desc: str):
     return tqdm(total=total, desc=desc, unit="batch", disable=None if show is None else False)
 
 
-__all__ = ["BatchStats", "plan_batches", "progress_bar"]
+__all__ = ["BatchStats", "distinct", "plan_batches", "progress_bar"]

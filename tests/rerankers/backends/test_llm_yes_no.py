@@ -124,3 +124,16 @@ def test_a_query_that_fills_the_window_is_a_query_error_under_every_policy(smoll
             assert isinstance(info.value, ValueError)
     finally:
         smollm2.config.on_error = before
+
+
+def test_duplicates_tie_exactly_and_keep_input_order(smollm2):
+    # batch_size 4 with mixed lengths would pad the copies differently; each distinct prompt runs once
+    docs = [DOCS[3], DOCS[0], "Bananas.", DOCS[0], DOCS[1], DOCS[0]]
+    results = smollm2.rank(QUERY, docs)
+    dup = [r for r in results if r.text == DOCS[0]]
+    assert len({r.score for r in dup}) == 1 and [r.index for r in dup] == [1, 3, 5]
+    assert [r.rank for r in dup] == list(range(dup[0].rank, dup[0].rank + 3))
+    # a query repeated in rank_many scores like rank
+    twice = smollm2.rank_many([QUERY, QUERY], [docs, docs[::-1]])
+    assert twice[0].scores == results.scores
+    assert sorted(twice[1].scores) == sorted(results.scores)

@@ -306,3 +306,11 @@ def test_a_checkpoint_with_its_own_code_needs_the_explicit_opt_in(caplog):
     # Same weights as the plain tiny Qwen2-VL (same builder and seed): the same scores.
     plain = load_reranker({"backend": "vlm-page", "model": str(tiny_model("qwen2_vl")), "show_progress_bar": False})
     np.testing.assert_allclose(_scores(reranker, JINA_PAGES[:3])[0], _scores(plain, JINA_PAGES[:3])[0], atol=1e-5)
+
+
+def test_duplicate_pages_tie_exactly_and_keep_input_order(qwen3_vl):
+    pages = [QWEN3_PAGES[5], QWEN3_PAGES[0], QWEN3_PAGES[2], QWEN3_PAGES[0].copy(), QWEN3_PAGES[6], QWEN3_PAGES[0]]
+    result = qwen3_vl.rank(QUERY, [Candidate(image=p) for p in pages])
+    assert qwen3_vl.stats.pairs == 4  # the three copies of one page ran once
+    dup = [r for r in result if r.index in (1, 3, 5)]
+    assert len({r.score for r in dup}) == 1 and [r.index for r in dup] == [1, 3, 5]
