@@ -109,6 +109,7 @@ def train_cross_encoder(
 
     from rankbridge.integrations.training.card import write_model_card
     from rankbridge.rerankers.core.paths import plain_name, resolve_model
+    from rankbridge.rerankers.runtime.devices import resolve_device
 
     plan = [(p[0], p[1], float(p[2]) if len(p) > 2 else float(config.epochs)) for p in phases]
     names = [name for name, _, _ in plan]
@@ -122,9 +123,7 @@ def train_cross_encoder(
         raise ConfigError("early stopping needs a validation split (a validator)")
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(config.device, extra="train")
     source = resolve_model(config.base_model)
     for name in names:
         done = out / "checkpoints" / name / "final"

@@ -50,7 +50,7 @@ from rankbridge.rerankers.pages.images import candidate_image, fit_pixels, image
 from rankbridge.rerankers.core.types import Candidate
 from rankbridge.rerankers.pages.prompt import MONOQWEN_PROMPT, check_pixel_range, check_prompt_has_query
 from rankbridge.rerankers.runtime.batching import BatchStats, distinct, plan_batches, progress_bar
-from rankbridge.rerankers.runtime.devices import torch_dtype
+from rankbridge.rerankers.runtime.devices import resolve_device, torch_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class VLMPageConfig(RerankerConfig):
         "A pair longer than the budget runs alone.",
     )
     batch_size: int = Field(16, ge=1, description="Most pairs in one forward pass.")
-    device: str | None = Field(None, description="torch device; default `cuda` when available, else `cpu`.")
+    device: str | None = Field(None, description="torch device; default (None or `auto`): `cuda`, then `mps`, then `cpu`.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; `auto`: bfloat16 on GPU, float32 on CPU."
     )
@@ -286,7 +286,7 @@ class VLMPageReranker(Reranker):
             logger.warning(
                 "vlm-page: trust_remote_code is on: the Python code shipped with %r runs in this process", cfg.model
             )
-        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(resolve_device(cfg.device, extra=EXTRA))
         dtype = torch_dtype(cfg.dtype, str(self.device), extra=EXTRA)
         kwargs: dict[str, Any] = {"dtype": dtype}
         if cfg.attn_implementation:

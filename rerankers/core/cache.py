@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from rankbridge.rerankers.core.errors import BackendError, ConfigError
-from rankbridge.rerankers.core.paths import cache_dir, content_hash
+from rankbridge.rerankers.core.paths import cache_dir, content_hash, file_hash
 from rankbridge.rerankers.core.types import Candidate
 
 logger = logging.getLogger(__name__)
@@ -274,11 +274,7 @@ def path_fingerprint(*references: str | os.PathLike | None) -> str:
         if path.is_dir():
             parts.append(content_hash(path))
         elif path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-            parts.append(digest.hexdigest()[:16])
+            parts.append(file_hash(path))
         else:
             parts.append(f"ref:{os.fspath(ref)}")
     return "+".join(parts)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rankbridge.rerankers.core.errors import CandidateError, require
+from rankbridge.rerankers.core.paths import file_hash
 from rankbridge.rerankers.core.types import Candidate
 
 if TYPE_CHECKING:
@@ -101,11 +102,7 @@ class _PdfDocument:
     @property
     def file_hash(self) -> str:
         if self._file_hash is None:
-            digest = hashlib.sha256()
-            with open(self.path, "rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-            self._file_hash = digest.hexdigest()[:24]
+            self._file_hash = file_hash(self.path, length=24)
         return self._file_hash
 
     def render(self, page_index: int) -> PILImage.Image:

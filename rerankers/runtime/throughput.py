@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from rankbridge.rerankers.core.paths import cache_dir
+from rankbridge.rerankers.core.paths import atomic_write_text, cache_dir
 from rankbridge.rerankers.core.types import Candidate
 
 logger = logging.getLogger(__name__)
@@ -220,9 +220,7 @@ def throughput_model(reranker: Any, refresh: bool = False, **measure_kwargs: Any
             logger.warning("throughput measurement %s is unreadable (%s); measuring again", path, exc)
     model = measure_throughput(reranker, **measure_kwargs)
     record = {"identity": reranker.scoring_identity(), "machine": machine_descriptor(reranker), "model": model.to_dict()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=repr), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the new one
+    atomic_write_text(path, json.dumps(record, indent=2, default=repr))  # a concurrent reader sees the old file or the new one
     return model
 
 
