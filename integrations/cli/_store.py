@@ -48,10 +48,11 @@ def check_reranker_specs(specs: list[str] | None, flag: str = "--reranker") -> N
         validate_spec(spec)
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+def add_store_arguments(parser: argparse.ArgumentParser, default_store: str = "default") -> None:
     """--store / --collection / --url / --api-key, shared by every subcommand that opens a store."""
     group = parser.add_argument_group("store")
-    group.add_argument("--store", type=Path, default=None, help="embedded store folder (default: $RANKBRIDGE_CACHE_DIR/stores/default)")
+    group.add_argument("--store", type=Path, default=None,
+                       help=f"embedded store folder (default: $RANKBRIDGE_CACHE_DIR/stores/{default_store})")
     group.add_argument("--collection", default="rankbridge", help="collection name (default: rankbridge)")
     group.add_argument("--url", default=None, help="a Qdrant server URL instead of the embedded store")
     group.add_argument("--api-key", default=None, help="the Qdrant server's API key")

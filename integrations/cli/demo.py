@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=positive_int, default=DEFAULT_DEPTH,
                    help=f"hybrid candidates reranked per query (default {DEFAULT_DEPTH})")
     p.add_argument("--seed", type=int, default=0)
-    add_store_arguments(p)
+    add_store_arguments(p, default_store="<the BEIR folder's name, e.g. scifact>")
     p.set_defaults(func=cmd_demo)
 
 
