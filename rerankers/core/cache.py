@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -134,7 +135,7 @@ class SqliteStore:
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return self._connect()
+            return self._connect_when_free()
         except sqlite3.OperationalError as exc:  # cannot open, read-only, locked past the timeout
             raise ConfigError(
                 f"cache 'disk': cannot use the score cache {self.path} ({exc}); point $RANKBRIDGE_CACHE_DIR at a "
@@ -147,6 +148,22 @@ class SqliteStore:
             for suffix in ("-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             return self._connect()
+
+    def _connect_when_free(self) -> sqlite3.Connection:
+        """`_connect`, retried with backoff while another process holds the file: switching to WAL
+        and creating the tables need a lock that SQLite refuses at once (its busy handler is not
+        consulted there) when two processes open a new cache together."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return self._connect()
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, check_same_thread=False, isolation_level=None)

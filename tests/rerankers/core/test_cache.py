@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rankbridge.rerankers import Candidate, load_reranker
+from rankbridge.rerankers import Candidate, ConfigError, load_reranker
 from rankbridge.rerankers.core.cache import DB_NAME, MemoryStore, ScoreCache, SqliteStore, image_digest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -308,6 +308,31 @@ def test_two_processes_writing_at_once_lose_nothing(cache_root):
         for query, scores in zip(queries, result["scores"]):
             assert reader.rank(query, texts).scores == scores == plain.rank(query, texts).scores
     assert reader.cache_stats().misses == 0 and reader.cache_stats().hits == 300 * len(texts)
+
+
+def test_opening_waits_out_another_process_holding_a_new_database(tmp_path, monkeypatch):
+    # Two processes opening a new cache at once: SQLite refuses the WAL switch / table creation at
+    # once with "database is locked" (no busy handler there). CI met it; opening must wait and retry.
+    import sqlite3
+
+    real = SqliteStore._connect
+    refusals = []
+
+    def locked_twice(self):
+        if len(refusals) < 2:
+            refusals.append(1)
+            raise sqlite3.OperationalError("database is locked")
+        return real(self)
+
+    monkeypatch.setattr(SqliteStore, "_connect", locked_twice)
+    store = SqliteStore(tmp_path / "scores.sqlite3")
+    store.put_many({b"k": ((1.0,), (0.5,))})
+    assert len(refusals) == 2 and store.get_many([b"k"]) == {b"k": ((1.0,), (0.5,))}
+    store.close()
+    refusals.clear()
+    monkeypatch.setattr(SqliteStore, "_connect", lambda self: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")))
+    with pytest.raises(ConfigError, match="database is locked"):
+        SqliteStore(tmp_path / "held.sqlite3", timeout_s=0.05)  # held past the timeout: a clear error
 
 
 def test_a_damaged_disk_cache_is_set_aside(cache_root, caplog):
