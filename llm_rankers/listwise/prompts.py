@@ -159,8 +159,9 @@ def _read_prompt(name_or_path: str | os.PathLike) -> tuple[str, str]:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"prompt file not found: {path}")
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise ConfigError(f"prompt file {path} is {path.stat().st_size} bytes; a prompt file is at most {MAX_SPEC_BYTES} bytes")
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise ConfigError(f"prompt file {path} is {size} bytes; a prompt file is at most {MAX_SPEC_BYTES} bytes")
         return path.read_text(encoding="utf-8"), str(path)
     plain_name(text, "prompt")  # a built-in prompt's name joins a package folder: never a path
     resource = resources.files("rankbridge.llm_rankers.listwise") / "templates" / f"{text}.yaml"

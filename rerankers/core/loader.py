@@ -145,7 +145,7 @@ def _spec_to_dict(spec: Any) -> tuple[dict[str, Any], str]:
             raise ConfigError(f"no reranker spec given and {ENV_VAR} is not set")
         return _string_spec(env, f"${ENV_VAR}")
     if isinstance(spec, dict):
-        return _bounded(dict(spec), "the reranker spec"), "dict"
+        return check_spec_size(dict(spec), "the reranker spec"), "dict"
     if isinstance(spec, os.PathLike):
         return _read_file(Path(spec)), "file"
     if isinstance(spec, str):
@@ -249,19 +249,14 @@ def _as_mapping(loaded: Any, where: str) -> dict[str, Any]:
         loaded = loaded["reranker"]
     if not isinstance(loaded, dict):
         raise ConfigError(f"{where}: a reranker config must be a mapping with a 'backend' key, not a {type(loaded).__name__}")
-    return _bounded(dict(loaded), where)
+    return check_spec_size(dict(loaded), where)
 
 
 def check_spec_size(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """`data` if it expands to at most `MAX_SPEC_NODES` values nested at most `MAX_SPEC_DEPTH`
-    deep (YAML aliases counted every time they appear), else a `ConfigError` naming `where`:
-    the bound every YAML/JSON config of the project (reranker specs, listwise prompt files) obeys."""
-    return _bounded(data, where)
-
-
-def _bounded(data: dict[str, Any], where: str) -> dict[str, Any]:
     """`data` if its expanded size stays within `MAX_SPEC_NODES` nodes and `MAX_SPEC_DEPTH`
-    levels (shared references, as YAML aliases make, count every time they appear)."""
+    levels (shared references, as YAML aliases make, count every time they appear), else a
+    `ConfigError` naming `where`: the bound every YAML/JSON config of the project (reranker specs,
+    listwise prompt files) obeys."""
     seen = 0
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
