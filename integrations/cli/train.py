@@ -118,6 +118,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="add N title->body pseudo-queries from the corpus (documents with a title and a body)")
     p.add_argument("--curriculum", default="random,hard",
                    help="phases in order, each random, hard or both, optionally :EPOCHS (e.g. random:1,hard:2); default random,hard")
+    p.add_argument("--loss", choices=["bce", "listwise"], default="bce",
+                   help="bce: pointwise binary cross-entropy over (query, passage, label) pairs; listwise: each "
+                        "positive against its own negatives in one softmax (sentence-transformers' cross-encoder "
+                        "MultipleNegativesRankingLoss; --batch-size then counts groups)")
+    p.add_argument("--in-batch-negatives", type=int, default=1,
+                   help="listwise: passages of other rows in the batch added to each group (default 1)")
     p.add_argument("--epochs", type=float, default=1.0, help="epochs of a phase that names none")
     p.add_argument("--max-steps", type=int, default=-1, help="stop each phase after this many steps")
     p.add_argument("--max-length", type=int, default=256)
@@ -192,6 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         mine_hard_negatives,
         split_validation,
         to_labeled_pairs,
+        to_listwise_groups,
         train_cross_encoder,
     )
 
@@ -221,9 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         args.out.mkdir(parents=True, exist_ok=True)
         mined.to_json(str(args.out / "mined.jsonl"))
-        train_phases = [(name, to_labeled_pairs(mined, kind, seed=args.seed), epochs) for name, kind, epochs in phases]
+        rows, unit = (to_listwise_groups, "groups") if args.loss == "listwise" else (to_labeled_pairs, "pairs")
+        train_phases = [(name, rows(mined, kind, seed=args.seed), epochs) for name, kind, epochs in phases]
         print(f"mined {len(mined)} (query, positive) rows with {args.first_stage}; phases: "
-              + ", ".join(f"{n} {len(d)} pairs x {e:g} epochs" for n, d, e in train_phases))
+              + ", ".join(f"{n} {len(d)} {unit} x {e:g} epochs" for n, d, e in train_phases))
         validation, validator = None, None
         if val_qrels:
             from rankbridge.integrations.training.validation import ValidationSet, reranking_validator
@@ -258,6 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             head_learning_rate=args.head_lr or None, save_steps=args.save_steps, seed=args.seed,
             device=args.device, max_steps=args.max_steps, bf16=args.bf16,
             eval_steps=args.eval_steps, early_stopping_patience=args.early_stopping,
+            loss=args.loss, in_batch_negatives=args.in_batch_negatives,
         )
         out = train_cross_encoder(
             train_phases, config, resume=not args.no_resume, validator=validator,

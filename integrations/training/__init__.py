@@ -8,7 +8,12 @@ from rankbridge.integrations.training.mining import (
     mine_hard_negatives,
     split_validation,
 )
-from rankbridge.integrations.training.trainer import TrainingConfig, to_labeled_pairs, train_cross_encoder
+from rankbridge.integrations.training.trainer import (
+    TrainingConfig,
+    to_labeled_pairs,
+    to_listwise_groups,
+    train_cross_encoder,
+)
 
 __all__ = [
     "BM25Corpus",
@@ -18,5 +23,6 @@ __all__ = [
     "mine_hard_negatives",
     "split_validation",
     "to_labeled_pairs",
+    "to_listwise_groups",
     "train_cross_encoder",
 ]

@@ -18,22 +18,53 @@ from rankbridge.rerankers.core.errors import ConfigError, require
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = "rankbridge_training.json"
+LOSSES = ("bce", "listwise")
+_NEGATIVE_COLUMNS = {"hard": ["hard_negatives"], "random": ["random_negatives"], "both": ["random_negatives", "hard_negatives"]}
 
 
 def to_labeled_pairs(mined, negatives: Literal["hard", "random", "both"] = "hard", seed: int = 0):
     """Flatten mined rows into shuffled (query, passage, label) pairs for binary cross-entropy."""
     datasets = require("datasets", extra="train")
     out: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
-    columns = {"hard": ["hard_negatives"], "random": ["random_negatives"], "both": ["random_negatives", "hard_negatives"]}
     for row in mined:
         out["query"].append(row["query"])
         out["passage"].append(row["positive"])
         out["label"].append(1.0)
-        for column in columns[negatives]:
+        for column in _NEGATIVE_COLUMNS[negatives]:
             for passage in row[column]:
                 out["query"].append(row["query"])
                 out["passage"].append(passage)
                 out["label"].append(0.0)
+    return datasets.Dataset.from_dict(out).shuffle(seed=seed)
+
+
+def to_listwise_groups(mined, negatives: Literal["hard", "random", "both"] = "hard", seed: int = 0):
+    """One shuffled row per mined (query, positive): `query`, `positive`, `negative_1`..`negative_n`,
+    the input of sentence-transformers' cross-encoder `MultipleNegativesRankingLoss` (a softmax
+    over the positive and its negatives: the group loss of "localized contrastive estimation").
+
+    n is the most negatives any row has; a row with fewer repeats its own negatives in order (a
+    repeated negative weighs twice, nothing from another query is borrowed); a row with none is
+    dropped and counted in the log, never silently.
+    """
+    datasets = require("datasets", extra="train")
+    groups = [
+        (row["query"], row["positive"], [p for column in _NEGATIVE_COLUMNS[negatives] for p in row[column]])
+        for row in mined
+    ]
+    kept = [g for g in groups if g[2]]
+    if len(kept) < len(groups):
+        logger.warning("%d of %d rows have no %s negatives and are left out of the listwise groups",
+                       len(groups) - len(kept), len(groups), negatives)
+    if not kept:
+        raise ConfigError(f"no mined row has {negatives} negatives: listwise training needs at least one per row")
+    width = max(len(g[2]) for g in kept)
+    padded = sum(1 for g in kept if len(g[2]) < width)
+    if padded:
+        logger.info("%d of %d rows have fewer than %d %s negatives and repeat their own", padded, len(kept), width, negatives)
+    out: dict[str, list[Any]] = {"query": [g[0] for g in kept], "positive": [g[1] for g in kept]}
+    for i in range(width):
+        out[f"negative_{i + 1}"] = [g[2][i % len(g[2])] for g in kept]
     return datasets.Dataset.from_dict(out).shuffle(seed=seed)
 
 
@@ -47,6 +78,11 @@ class TrainingConfig:
     With a validator, the model is evaluated every `eval_steps` steps (default `save_steps`;
     checkpoints follow the evaluations), the best checkpoint of each phase is kept, and a phase
     stops after `early_stopping_patience` evaluations without improvement (None: no early stop).
+
+    `loss` is "bce" (pointwise binary cross-entropy over `to_labeled_pairs`) or "listwise"
+    (sentence-transformers' cross-encoder `MultipleNegativesRankingLoss` over
+    `to_listwise_groups`: each positive against its own negatives plus `in_batch_negatives`
+    positives or negatives of other rows in the batch; `batch_size` then counts groups).
     """
 
     base_model: str
@@ -66,6 +102,8 @@ class TrainingConfig:
     base_model_name: str | None = None
     eval_steps: int | None = None
     early_stopping_patience: int | None = None
+    loss: str = "bce"
+    in_batch_negatives: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def recorded_base_model(self) -> str:
@@ -105,7 +143,7 @@ def train_cross_encoder(
     torch = require("torch", extra="train")
     st = require("sentence_transformers", extra="train", package="sentence-transformers")
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MultipleNegativesRankingLoss
 
     from rankbridge.integrations.training.card import write_model_card
     from rankbridge.rerankers.core.paths import plain_name, resolve_model
@@ -119,6 +157,16 @@ def train_cross_encoder(
         raise ConfigError(f"phases need unique names (they name the checkpoint folders), got {names}")
     if any(epochs <= 0 for _, _, epochs in plan):
         raise ConfigError(f"every phase needs epochs > 0, got {[(n, e) for n, _, e in plan]}")
+    if config.loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {list(LOSSES)}, got {config.loss!r}")
+    if config.in_batch_negatives < 0:
+        raise ConfigError(f"in_batch_negatives must be >= 0, got {config.in_batch_negatives}")
+    wanted = "positive" if config.loss == "listwise" else "label"
+    for name, pairs, _ in plan:
+        columns = getattr(pairs, "column_names", None)
+        if columns is not None and wanted not in columns:
+            helper = "to_listwise_groups" if config.loss == "listwise" else "to_labeled_pairs"
+            raise ConfigError(f"phase '{name}' has columns {columns}; loss '{config.loss}' takes the rows of {helper}")
     if config.early_stopping_patience is not None and validator is None:
         raise ConfigError("early stopping needs a validation split (a validator)")
     out = Path(config.output_dir)
@@ -130,6 +178,12 @@ def train_cross_encoder(
         if (done / "config.json").exists():
             source = str(done)
     model = st.cross_encoder.CrossEncoder(source, num_labels=1, max_length=config.max_length, device=device)
+
+    class GroupLoss(MultipleNegativesRankingLoss):
+        """sentence-transformers' loss, where 0 in-batch negatives means none (it cannot sample 0)."""
+
+        def get_in_batch_negatives(self, anchors, candidates):
+            return super().get_in_batch_negatives(anchors, candidates) if self.num_negatives else iter(())
 
     class HeadLRTrainer(CrossEncoderTrainer):
         def create_optimizer(self, *args, **kwargs):
@@ -189,12 +243,16 @@ def train_cross_encoder(
             **evaluation,
             **config.extra,
         )
-        pos_weight = None if config.positive_weight is None else torch.tensor(config.positive_weight)
+        if config.loss == "listwise":
+            loss = GroupLoss(model, num_negatives=config.in_batch_negatives)
+        else:
+            pos_weight = None if config.positive_weight is None else torch.tensor(config.positive_weight)
+            loss = BinaryCrossEntropyLoss(model, pos_weight=pos_weight)
         trainer = HeadLRTrainer(
             model=model,
             args=args,
             train_dataset=train_pairs,
-            loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
+            loss=loss,
             evaluator=validator,
             callbacks=callbacks or None,
         )
@@ -268,4 +326,12 @@ def _add_phase_seconds(phase_dir: Path, seconds: float) -> None:
     (phase_dir / "train_seconds.json").write_text(json.dumps({"seconds": total}))
 
 
-__all__ = ["RECORD_NAME", "TrainingConfig", "to_labeled_pairs", "train_cross_encoder", "training_record"]
+__all__ = [
+    "LOSSES",
+    "RECORD_NAME",
+    "TrainingConfig",
+    "to_labeled_pairs",
+    "to_listwise_groups",
+    "train_cross_encoder",
+    "training_record",
+]
