@@ -159,15 +159,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command as a copyable line: every option that differs from its default, absolute
-    paths made relative to the working directory, secrets masked."""
+    """The command as a copyable line: every option that has a value, defaults included (the
+    line reruns the same training after a default changes), absolute paths made relative to
+    the working directory, secrets masked."""
     parser: argparse.ArgumentParser = args._parser
     words = ["rankbridge", "train"]
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help",):
             continue
         value = getattr(args, action.dest, None)
-        if value == action.default or value is None:
+        if value is None or value is False or value == []:
             continue
         flag = max(action.option_strings, key=len)
         if flag in SECRET_OPTIONS:

