@@ -100,8 +100,10 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
     if command:
         lines += ["", "Made with:", "", "```bash", command, "```"]
     phases = record.get("phases") or {}
+    listwise = record.get("loss") == "listwise"
     if phases:
-        lines += ["", "| phase | epochs | pairs | steps | minutes | best validation nDCG@10 | stopped early |", "|---|---|---|---|---|---|---|"]
+        unit = "groups" if listwise else "pairs"
+        lines += ["", f"| phase | epochs | {unit} | steps | minutes | best validation nDCG@10 | stopped early |", "|---|---|---|---|---|---|---|"]
         seconds = record.get("phase_seconds") or {}
         for phase, info in phases.items():
             best = info.get("best_metric")
@@ -112,7 +114,10 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        f"Batch {record.get('batch_size')}, encoder learning rate {record.get('learning_rate')}, head learning rate "
+        ("Listwise loss (each positive against its own negatives and "
+         f"{record.get('in_batch_negatives')} in-batch negatives in one softmax), batch {record.get('batch_size')} groups"
+         if listwise else f"Binary cross-entropy, batch {record.get('batch_size')} pairs")
+        + f", encoder learning rate {record.get('learning_rate')}, head learning rate "
         f"{record.get('head_learning_rate')}, seed {record.get('seed')}{', bf16 autocast' if record.get('bf16') else ''}; "
         f"{record.get('train_seconds', 0) / 60:.1f} min in the trainer. `rankbridge_training.json` holds every setting.",
     ]

@@ -209,6 +209,8 @@ def test_listwise_training_puts_each_positive_above_its_negatives(tmp_path, in_b
     out = train_cross_encoder([("both", to_listwise_groups(mined, "both"))], config)
     record = json.loads((out / "rankbridge_training.json").read_text())
     assert record["loss"] == "listwise" and record["in_batch_negatives"] == in_batch
+    card = (out / "README.md").read_text()
+    assert "| phase | epochs | groups |" in card and f"{in_batch} in-batch negatives in one softmax), batch 2 groups" in card
     model = CrossEncoder(str(out), device="cpu")
     for row in mined:
         own = row["hard_negatives"] + row["random_negatives"]
