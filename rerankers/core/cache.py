@@ -147,7 +147,7 @@ class SqliteStore:
             os.replace(self.path, aside)
             for suffix in ("-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            return self._connect()
+            return self._connect_when_free()  # the new file meets the same race as any new one
 
     def _connect_when_free(self) -> sqlite3.Connection:
         """`_connect`, retried with backoff while another process holds the file: switching to WAL
