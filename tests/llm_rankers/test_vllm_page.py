@@ -67,13 +67,13 @@ class PageJudgeTestDouble:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 double.requests.append(body)
-                problem = double.check(body)
+                problem, image = double.check(body)
                 if problem:
                     double.errors.append(problem)
                     return self.reply(400, {"error": {"message": problem}})
                 if double.mode == "http_500":
                     return self.reply(500, {"error": {"message": "engine crashed"}})
-                self.reply(200, double.answer(body))
+                self.reply(200, double.answer(body, image))
 
             def reply(self, status, payload):
                 data = json.dumps(payload).encode()
@@ -95,15 +95,19 @@ class PageJudgeTestDouble:
         self.server.shutdown()
         self.server.server_close()
 
-    def check(self, body: dict) -> str | None:
-        """What a VLM server needs: an image part it can decode, then the prompt, 1 token, logprobs."""
+    def check(self, body: dict) -> tuple[str | None, object]:
+        """What a VLM server needs: an image part it can decode, then the prompt, 1 token, logprobs.
+
+        Returns (the problem or None, this request's decoded image or None). The image is handed
+        to `answer` directly: pages are sent concurrently, so `self.images[-1]` may be another
+        request's image by the time this one is answered."""
         try:
             (message,) = body["messages"]
             image_part, text_part = message["content"]
         except (KeyError, ValueError, TypeError):
-            return "expected one user message with [image_url, text] content parts"
+            return "expected one user message with [image_url, text] content parts", None
         if image_part.get("type") != "image_url" or text_part.get("type") != "text":
-            return f"content parts must be image_url then text, got {image_part.get('type')}, {text_part.get('type')}"
+            return f"content parts must be image_url then text, got {image_part.get('type')}, {text_part.get('type')}", None
         url = image_part["image_url"]["url"]
         header, _, payload = url.partition(",")
         if url.startswith("http://127.0.0.1"):  # a URL the server fetches itself, as vLLM does
@@ -114,19 +118,19 @@ class PageJudgeTestDouble:
         elif header.startswith("data:image/") and header.endswith(";base64"):
             raw = base64.b64decode(payload)
         else:
-            return f"image_url must be a base64 data URL or a loopback http URL, got {header[:40]!r}"
+            return f"image_url must be a base64 data URL or a loopback http URL, got {header[:40]!r}", None
         try:
             image = Image.open(io.BytesIO(raw))
             image.load()
         except Exception as exc:  # noqa: BLE001 - report any decode failure to the client
-            return f"image does not decode: {exc}"
+            return f"image does not decode: {exc}", None
         self.images.append(image)
         if body.get("max_tokens") != 1 or body.get("logprobs") is not True or not body.get("top_logprobs"):
-            return "expected max_tokens=1, logprobs=true and top_logprobs"
-        return None
+            return "expected max_tokens=1, logprobs=true and top_logprobs", image
+        return None, image
 
-    def answer(self, body: dict) -> dict:
-        p = p_true(self.images[-1])
+    def answer(self, body: dict, image) -> dict:
+        p = p_true(image)
         alternatives = {
             "ok": [("True", math.log(p)), ("False", math.log(1 - p)), ("The", -9.0)],
             "yes_only": [("True", math.log(p)), ("The", -6.0), ("Yes", -7.5)],

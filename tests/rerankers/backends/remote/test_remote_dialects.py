@@ -262,7 +262,7 @@ def test_self_hosted_backends_need_a_base_url(backend, base):
 
 
 async def test_arank_and_rank_many_send_queries_concurrently(fake, remote):
-    server = fake("cohere", delay_s=0.3)
+    server = fake("cohere", delay_s=1.0)  # long enough that all four overlap on a loaded CI machine
     reranker = remote(server, "cohere", max_concurrency=4)
     queries = [QUERY, "bananas", "berlin germany", "europe"]
     many = await asyncio.to_thread(reranker.rank_many, queries, [DOCS] * 4)
@@ -276,7 +276,7 @@ async def test_arank_and_rank_many_send_queries_concurrently(fake, remote):
 
 
 def test_max_concurrency_caps_requests_in_flight(fake, remote):
-    server = fake("cohere", delay_s=0.2)
+    server = fake("cohere", delay_s=0.5)  # long enough that two overlap on a loaded CI machine
     reranker = remote(server, "cohere", max_concurrency=2, max_documents_per_request=2)
     results = reranker.rank(QUERY, DOCS * 2)  # 10 documents -> 5 sub-requests
     assert len(server.requests) == 5
