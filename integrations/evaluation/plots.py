@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
     from rankbridge.integrations.evaluation.metrics import EvaluationReport
 
 _EXTRA = "qdrant"
+# Legend lines wider than this wrap, so a long name (a JSON reranker spec) widens the figure no
+# further than the axes and never squeezes them.
+_LEGEND_WIDTH = 100
+
+
+def _wrapped(label: str) -> str:
+    return "\n".join(textwrap.wrap(label, _LEGEND_WIDTH, break_on_hyphens=False)) or label
+
+
+def _lines(labels: list[str]) -> int:
+    return sum(label.count("\n") + 1 for label in labels)
 
 
 def _pyplot() -> Any:
@@ -35,13 +47,14 @@ def bar_chart(report: EvaluationReport) -> Any:
 
     plt = _pyplot()
     names = list(report.results)
+    labels = [_wrapped(name) for name in names]
     x = np.arange(len(METRICS))
     width = 0.8 / max(len(names), 1)
-    # Room below the axes for the legend: one line per configuration.
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(METRICS), 3.6 + 0.25 * len(names)))
-    for i, name in enumerate(names):
+    # Room below the axes for the legend: one line per legend line.
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(METRICS), 3.6 + 0.25 * _lines(labels)))
+    for i, (name, label) in enumerate(zip(names, labels)):
         values = [report.results[name][m] for m in METRICS]
-        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=name)
+        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(x, METRICS)
     ax.set_ylim(0, 1.05)
@@ -74,14 +87,16 @@ def differences_chart(report: EvaluationReport, metric: str = "ndcg@10") -> Any:
     names = list(report.comparisons)
     if not names:
         raise ValueError("the report has no reranked configuration to plot differences of")
-    fig, ax = plt.subplots(figsize=(7.5, 3.8 + 0.25 * len(names)))
+    labels = []
     for name in names:
-        diffs = sorted_differences(report, name, metric)
         d = report.comparisons[name].differences[metric]
-        label = (
+        labels.append(_wrapped(
             f"{name}: mean {d.mean:+.3f} [{d.confidence:.0%} CI {d.low:+.3f}, {d.high:+.3f}], "
             f"{d.wins} wins / {d.ties} ties / {d.losses} losses"
-        )
+        ))
+    fig, ax = plt.subplots(figsize=(7.5, 3.8 + 0.25 * _lines(labels)))
+    for name, label in zip(names, labels):
+        diffs = sorted_differences(report, name, metric)
         ax.step(np.arange(1, diffs.size + 1), diffs, where="mid", label=label)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("queries, sorted by difference")

@@ -164,3 +164,24 @@ def test_bar_chart_legend_covers_no_bar_and_differences_are_sorted(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no reranked"):
         differences_chart(EvaluationReport(dataset="toy", queries=0, limit=100))
+
+
+def test_a_json_spec_name_wraps_in_the_legend_instead_of_squeezing_the_axes():
+    from rankbridge.integrations.evaluation.plots import bar_chart, differences_chart
+
+    report = toy_report()
+    spec = '{"backend": "cross-encoder", "model": "minilm-l6-ce-scifact", "runtime": "onnx", "fuse_first_stage": 0.5, "cache": "disk"}'
+    name = f"hybrid + {spec} @100"
+    report.add(name, report.per_query["hybrid + x @100"])
+    report.compare(name, "hybrid", resamples=100)
+    for fig in (bar_chart(report), differences_chart(report)):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        texts = [t.get_text() for t in legend.get_texts()]
+        wrapped = next(t for t in texts if "minilm-l6-ce-scifact" in t)
+        assert "\n" in wrapped and wrapped.replace("\n", " ").startswith(name)  # all of it, on several lines
+        # the legend is about as wide as the axes, not several times wider
+        assert legend.get_window_extent().width < 1.6 * fig.get_window_extent().width
+        bars = [patch.get_window_extent() for patch in ax.patches]
+        assert not any(legend.get_window_extent().overlaps(bar) for bar in bars)
