@@ -9,8 +9,13 @@ Peers (1.0x = sentence-transformers torch): sentence-transformers `backend="onnx
 O3-optimized export, its dynamic int8 export) and `backend="openvino"` (plain, its static int8
 export), fastembed `TextCrossEncoder`, AnswerDotAI `rerankers` (`Reranker(..., model_type=
 "cross-encoder")`) and FlashRank, each on the same local model (FlashRank and fastembed read our
-plain ONNX export; nothing is downloaded). A peer that cannot be loaded here is listed with the
-reason instead of a row. Ours: runtime torch (fp32, bf16), onnx (fp32, dynamic int8, static int8),
+plain ONNX export; nothing is downloaded). sentence-transformers' ONNX and OpenVINO backends need
+optimum-onnx / optimum-intel, which pin transformers 4.x: `bash benchmarks/setup_st_backends.sh`
+builds `.venv-st-backends` for them, and they run there as persistent child processes
+(`st_backends_peer.py`), timed by this process around each call, interleaved with the rest;
+`st-peer-env` is sentence-transformers torch in that environment, the cross-check that the two
+environments run alike. A peer that cannot be loaded here is listed with the reason instead of
+a row. Ours: runtime torch (fp32, bf16), onnx (fp32, dynamic int8, static int8),
 openvino (fp32, bf16, static int8 in fp32 and bf16). Static int8 is calibrated on `--calibration`
 (default: the SciFact folder, whose `train` queries are disjoint from the measured test queries).
 
@@ -58,6 +63,7 @@ os.environ.setdefault("RANKBRIDGE_DATA_DIR", str(SHARED / "data"))
 
 VARIANTS = {
     "st": "sentence-transformers CrossEncoder.predict, defaults (torch fp32)",
+    "st-peer-env": "sentence-transformers torch in .venv-st-backends (transformers 4.x), the cross-check of the two environments",
     "st-onnx": 'sentence-transformers CrossEncoder(backend="onnx")',
     "st-onnx-o3": 'sentence-transformers backend="onnx", export_optimized_onnx_model("O3")',
     "st-onnx-int8": 'sentence-transformers backend="onnx", export_dynamic_quantized_onnx_model("avx512_vnni")',
@@ -76,7 +82,10 @@ VARIANTS = {
     "openvino-int8-static": "rankbridge runtime openvino, quantize int8-static (NNCF), fp32 elsewhere",
     "openvino-int8-static-bf16": "rankbridge runtime openvino, quantize int8-static (NNCF), bf16 elsewhere",
 }
-PEERS = ("st", "st-onnx", "st-onnx-o3", "st-onnx-int8", "st-openvino", "st-openvino-int8", "fastembed", "answerdotai", "flashrank")
+PEERS = ("st", "st-peer-env", "st-onnx", "st-onnx-o3", "st-onnx-int8", "st-openvino", "st-openvino-int8", "fastembed", "answerdotai", "flashrank")
+# Run in `.venv-st-backends` (st_backends_peer.py) when that environment exists.
+ST_BACKENDS = ("st-peer-env", "st-onnx", "st-onnx-o3", "st-onnx-int8", "st-openvino", "st-openvino-int8")
+DEFAULT_ST_PYTHON = ROOT / ".venv-st-backends" / "bin" / "python"
 # The precision each path's matrix multiplies run in (for the roofline share).
 PRECISION = {
     "torch-bf16": "bf16", "openvino-bf16": "bf16", "onnx-int8": "int8", "onnx-int8-static": "int8",
@@ -141,11 +150,13 @@ def _stemmer():
 # ---------------------------------------------------------------------------- variants
 
 
-def build_variant(name: str, model: str, calibration: str | None = None):
+def build_variant(name: str, model: str, calibration: str | None = None, st_python: str | None = None):
     """Return score(items) -> list of score arrays (one per query, input order)."""
     from rankbridge.rerankers.core.paths import resolve_model
 
     path = resolve_model(model)
+    if name in ST_BACKENDS and st_python:
+        return ChildPeer(st_python, name, path, calibration)
     if name.startswith("st"):
         import torch
 
@@ -187,40 +198,81 @@ def build_variant(name: str, model: str, calibration: str | None = None):
     return score
 
 
-def _st_model(name: str, path: str, calibration: str | None):
-    """sentence-transformers' CrossEncoder on one of its backends; its exports (optimum) are
-    written into a copy of the model folder, so the shared folder stays read-only."""
-    import shutil
-
-    from sentence_transformers import CrossEncoder
-
-    if name == "st":
-        return CrossEncoder(path, device="cpu")
-    backend = "onnx" if name.startswith("st-onnx") else "openvino"
+def _st_work(path: str) -> Path:
     from rankbridge.rerankers.core.paths import cache_dir
 
-    work = cache_dir("bench-st", Path(path).name)
-    if not (work / "config.json").is_file():
-        shutil.copytree(path, work, dirs_exist_ok=True)
-    if name in ("st-onnx", "st-openvino"):
-        return CrossEncoder(str(work), device="cpu", backend=backend)
-    from sentence_transformers import backend as st_backend
+    return cache_dir("bench-st", Path(path).name)
 
-    plain = CrossEncoder(str(work), device="cpu", backend=backend)
-    if name == "st-onnx-o3":
-        st_backend.export_optimized_onnx_model(plain, "O3", str(work))
-        return CrossEncoder(str(work), device="cpu", backend="onnx", model_kwargs={"file_name": "onnx/model_O3.onnx"})
-    if name == "st-onnx-int8":
-        st_backend.export_dynamic_quantized_onnx_model(plain, "avx512_vnni", str(work))
-        return CrossEncoder(
-            str(work), device="cpu", backend="onnx", model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"}
-        )
-    # st-openvino-int8: its static quantization calibrates on a Hugging Face dataset by default;
-    # offline it needs a local one, which optimum-intel reads through `datasets`.
-    st_backend.export_static_quantized_openvino_model(plain, None, str(work))
-    return CrossEncoder(
-        str(work), device="cpu", backend="openvino", model_kwargs={"file_name": "openvino/openvino_model_qint8_quantized.xml"}
-    )
+
+def _calibration_texts(calibration: str | None) -> list[str] | None:
+    """sentence-transformers' static OpenVINO int8 calibrates on single strings (its default is
+    GLUE SST-2 sentences); here the same pairs our static int8 calibrates on, query and document
+    joined by a space."""
+    if not calibration:
+        return None
+    from rankbridge.rerankers.runtime.calibration_data import read_calibration_pairs
+
+    return [f"{q} {d}" for q, d in read_calibration_pairs(calibration, max_pairs=300)]
+
+
+def _st_model(name: str, path: str, calibration: str | None):
+    """sentence-transformers' CrossEncoder in this process (its ONNX / OpenVINO backends only
+    where optimum is installed here; see `st_backends_peer.py` for the separate environment)."""
+    if name == "st":
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(path, device="cpu")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import st_backends_peer
+
+    return st_backends_peer.load(name, path, _st_work(path), _calibration_texts(calibration))
+
+
+class ChildPeer:
+    """A sentence-transformers backend variant in `.venv-st-backends`, as a persistent child
+    (`st_backends_peer.py`): loaded once, then each call sends the pairs and reads the scores.
+    Its time is the parent's wall clock around the call, JSON transfer included (milliseconds
+    against the seconds of scoring)."""
+
+    def __init__(self, python: str, name: str, path: str, calibration: str | None):
+        import tempfile
+
+        args = [python, str(Path(__file__).resolve().parent / "st_backends_peer.py"), "--variant", name,
+                "--model", path, "--work", str(_st_work(path))]
+        texts = _calibration_texts(calibration) if name == "st-openvino-int8" else None
+        if texts:
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+                json.dump(texts, handle)
+            args += ["--calibration-texts", handle.name]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        hello = self._read()
+        if "error" in hello:
+            self.proc.wait()
+            raise RuntimeError(f"in {python}: {hello['error']}")
+        self.versions = hello.get("versions", {})
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the peer process exited with status {self.proc.wait()}")
+        return json.loads(line)
+
+    def _ask(self, request: dict) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def __call__(self, items):
+        pairs = [[it["query"], t] for it in items for t in it["texts"]]
+        return _split(np.asarray(self._ask({"pairs": pairs})["scores"], dtype=np.float64), items)
+
+    def peak_rss_mb(self) -> float:
+        return float(self._ask({"peak_rss_mb": True})["peak_rss_mb"])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
 
 
 def _answerdotai(model_path: str):
@@ -429,9 +481,11 @@ def rss_child(args) -> None:
     # The pairs come from the parent as JSON, so building the BM25 index (whose own peak would
     # mask the model's) never happens in this process.
     items = json.loads(Path(args.rss_items).read_text())
-    score = build_variant(args.rss_child, args.model, args.calibration)
+    score = build_variant(args.rss_child, args.model, args.calibration, args.st_python)
     score(items)
-    print(json.dumps({"variant": args.rss_child, "peak_rss_mb": peak_rss_mb()}))
+    # A peer in its own environment: the peak of that process, not of this thin parent.
+    peak = score.peak_rss_mb() if isinstance(score, ChildPeer) else peak_rss_mb()
+    print(json.dumps({"variant": args.rss_child, "peak_rss_mb": peak}))
 
 
 def measure_rss(args, names, items) -> dict[str, dict]:
@@ -443,7 +497,7 @@ def measure_rss(args, names, items) -> dict[str, dict]:
     try:
         for name in names:
             cmd = [sys.executable, __file__, "--rss-child", name, "--rss-items", handle.name, "--model", args.model,
-                   "--calibration", args.calibration]
+                   "--calibration", args.calibration, "--st-python", args.st_python or ""]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             out[name] = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"error": proc.stderr[-500:]}
@@ -455,10 +509,11 @@ def measure_rss(args, names, items) -> dict[str, dict]:
 # Why a peer may be missing from this environment (appended to its load error).
 _WHY = {
     "st-onnx": " (sentence-transformers' ONNX backend needs optimum-onnx, whose releases pin transformers<4.58;"
-    " installing it would downgrade this environment's transformers 5.x, so it is not in the bench extra)",
-    "st-openvino": " (sentence-transformers' OpenVINO backend needs optimum-intel, whose newest release pins"
-    " transformers<=5.5 and another torch; installing it would downgrade this environment, so it is not in the"
-    " bench extra)",
+    " installing it would downgrade this environment's transformers 5.x: run benchmarks/setup_st_backends.sh,"
+    " which builds .venv-st-backends, where these peers run as a child process)",
+    "st-openvino": " (sentence-transformers' OpenVINO backend needs optimum-intel, whose releases pin"
+    " transformers 4.x: run benchmarks/setup_st_backends.sh, which builds .venv-st-backends, where these peers"
+    " run as a child process)",
 }
 
 
@@ -480,6 +535,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "results" / "cross_encoder_speed.json"))
+    parser.add_argument("--st-python", default=str(DEFAULT_ST_PYTHON) if DEFAULT_ST_PYTHON.exists() else "",
+                        help="python of the environment for sentence-transformers' ONNX/OpenVINO backends "
+                        "(default: .venv-st-backends when it exists; '' runs them in this process)")
     parser.add_argument("--rss-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--rss-items", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -502,9 +560,10 @@ def main(argv=None) -> int:
     for name in names:
         started = time.perf_counter()
         try:
-            variants[name] = build_variant(name, args.model, args.calibration)
+            variants[name] = build_variant(name, args.model, args.calibration, args.st_python)
         except Exception as exc:  # a peer that cannot load here: reported, not fatal
-            notes[name] = f"could not load: {_short(exc)}" + _WHY.get(name.split("-")[0] + "-" + name.split("-")[1] if "-" in name else name, "")
+            why = "" if name in ST_BACKENDS and args.st_python else _WHY.get("-".join(name.split("-")[:2]), "")
+            notes[name] = f"could not load: {_short(exc)}" + why
             print(f"{name}: {notes[name]}", file=sys.stderr)
             continue
         load_s[name] = time.perf_counter() - started
@@ -597,6 +656,7 @@ def main(argv=None) -> int:
         "mean_tokens_per_pair": mean_tokens,
         "summary": summary,
         "notes": notes,
+        "st_backends_environment": next((v.versions for v in variants.values() if isinstance(v, ChildPeer)), None),
         "rss_method": "fresh child process per variant: import + load + score the first "
         f"{args.rss_queries} queries (pairs passed as JSON, no BM25 in the child); VmHWM",
         "rows": rows,
@@ -623,6 +683,11 @@ def main(argv=None) -> int:
     for name, note in notes.items():
         print(f"{name}: {note}")
     print(f"summary: {json.dumps(summary)}")
+    if report["st_backends_environment"]:
+        print(f"sentence-transformers backends ran in {args.st_python}: {json.dumps(report['st_backends_environment'])}")
+    for score in variants.values():
+        if isinstance(score, ChildPeer):
+            score.close()
     write_report(args.json, report)
     return 0
 
