@@ -92,6 +92,8 @@ PRECISION = {
     "openvino-int8-static": "int8", "openvino-int8-static-bf16": "int8", "st-onnx-int8": "int8",
     "st-openvino-int8": "int8",
 }
+# What a child peer reported its OpenVINO model to run in (st-openvino: bf16 where the CPU has it).
+REPORTED_PRECISION: dict[str, str] = {}
 OURS = {
     "torch": {"runtime": "torch"},
     "torch-bf16": {"runtime": "torch", "dtype": "bfloat16"},
@@ -250,6 +252,7 @@ class ChildPeer:
             self.proc.wait()
             raise RuntimeError(f"in {python}: {hello['error']}")
         self.versions = hello.get("versions", {})
+        self.name = name
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -264,7 +267,10 @@ class ChildPeer:
 
     def __call__(self, items):
         pairs = [[it["query"], t] for it in items for t in it["texts"]]
-        return _split(np.asarray(self._ask({"pairs": pairs})["scores"], dtype=np.float64), items)
+        reply = self._ask({"pairs": pairs})
+        if reply.get("precision") and self.name not in PRECISION:  # int8 rows keep their label
+            REPORTED_PRECISION[self.name] = reply["precision"]
+        return _split(np.asarray(reply["scores"], dtype=np.float64), items)
 
     def peak_rss_mb(self) -> float:
         return float(self._ask({"peak_rss_mb": True})["peak_rss_mb"])
@@ -600,7 +606,7 @@ def main(argv=None) -> int:
     rows = []
     for name in variants:
         speed = statistics.median(timings[name])
-        precision = PRECISION.get(name, "fp32")
+        precision = PRECISION.get(name) or REPORTED_PRECISION.get(name, "fp32")
         row = {
             "variant": name,
             "peer": name in PEERS,

@@ -90,6 +90,20 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _inference_precision(model) -> str | None:
+    """What an OpenVINO model's matrix multiplies run in, as compiled (optimum-intel sets no
+    precision hint, so on a CPU with AVX512-BF16 or AMX OpenVINO's default is bf16); None for ONNX
+    Runtime and torch, whose precision is the exported one."""
+    compiled = getattr(getattr(model, "model", None), "request", None)
+    if compiled is None or not hasattr(compiled, "get_property"):
+        return None
+    try:
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception:  # an older OpenVINO without the property: fall back to the parent's table
+        return None
+    return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(hint, hint)
+
+
 def _peak_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -139,7 +153,7 @@ def main(argv=None) -> int:
         pairs = [tuple(pair) for pair in request["pairs"]]
         # Defaults (batch 32, its own length sort), raw logits as in the parent's `st` row.
         scores = model.predict(pairs, show_progress_bar=False, activation_fn=torch.nn.Identity())
-        _send({"scores": [float(s) for s in scores]})
+        _send({"scores": [float(s) for s in scores], "precision": _inference_precision(model)})
     return 0
 
 
