@@ -23,6 +23,7 @@ from typing import Any
 
 from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
 from rankbridge.integrations.training.fusion import fused_variants  # noqa: F401  (re-exported: rankbridge.integrations.cli.train.fused_variants)
+from rankbridge.rerankers.core.calibration import FUSION_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,45 @@ def _validation_size(text: str) -> float | int:
     return value
 
 
+def _fusion_modes(text: str) -> str:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in FUSION_MODES]
+    if not modes or unknown:
+        raise argparse.ArgumentTypeError(f"expected fusion modes from {', '.join(FUSION_MODES)}, got {text!r}")
+    return ",".join(dict.fromkeys(modes))
+
+
+def _fuse_option(text: str) -> str:
+    """`0.5` or `relative_score:0.5`, checked and written back canonically."""
+    mode, weight = parse_fuse(text)
+    return f"{weight:g}" if mode == "relevance" else f"{mode}:{weight:g}"
+
+
+def parse_fuse(text: str) -> tuple[str, float]:
+    """`--fuse` value -> (fusion mode, weight).
+
+    Example:
+        >>> parse_fuse("0.5"), parse_fuse("reciprocal_rerank:0.7")
+        (('relevance', 0.5), ('reciprocal_rerank', 0.7))
+    """
+    mode, _, weight_text = str(text).rpartition(":")
+    mode = mode.strip() or "relevance"
+    if mode not in FUSION_MODES:
+        raise argparse.ArgumentTypeError(f"--fuse: the mode must be one of {', '.join(FUSION_MODES)}, got {mode!r}")
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fuse takes [MODE:]WEIGHT with WEIGHT in [0, 1], got {text!r}") from None
+    if not 0.0 <= weight <= 1.0:
+        raise argparse.ArgumentTypeError(f"--fuse: the weight must be in [0, 1], got {text!r}")
+    return mode, weight
+
+
+def fused_name(mode: str, weight: float) -> str:
+    """The evaluation's name for the trained model fused at `weight` in `mode`."""
+    return f"trained fuse={weight}" if mode == "relevance" else f"trained fuse={mode}:{weight}"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="mine hard negatives and fine-tune a cross-encoder on a BEIR split")
     p.add_argument("--beir", type=Path, required=True, help="BEIR folder")
@@ -146,11 +186,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop a phase after PATIENCE validations without improvement (the best checkpoint is kept)")
     v.add_argument("--tune-fusion", action="store_true",
                    help="choose fuse_first_stage (0, 0.1, ..., 1) by validation nDCG@10 at --eval-depth, then evaluate with it")
+    v.add_argument("--fusion-modes", type=_fusion_modes, default="relevance",
+                   help="fusion modes --tune-fusion tries, comma-separated, from " + ", ".join(FUSION_MODES)
+                        + " (default relevance; ties go to the earlier one)")
     p.add_argument("--eval-split", default="test", help="split evaluated before/after (default test; 'none' to skip)")
     p.add_argument("--eval-queries", type=int, default=None, help="evaluate a seeded sample of this many queries")
     p.add_argument("--eval-depth", type=int, default=100, help="candidates reranked per query in the evaluation")
-    p.add_argument("--fuse", type=float, action="append", default=[],
-                   help="also evaluate with fuse_first_stage=W (repeatable)")
+    p.add_argument("--fuse", type=_fuse_option, action="append", default=[], metavar="[MODE:]W",
+                   help="also evaluate with fuse_first_stage=W, in fusion_mode MODE (default relevance) (repeatable)")
     p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default=None,
                    help="dtype of the trained model in the evaluation (default: the backend's, float32 on CPU)")
     p.add_argument("--json", type=Path, default=None, help="evaluation JSON (default OUT/eval.json)")
@@ -278,18 +321,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         record = json.loads(record_path.read_text())
         print(f"model written to {out} after {command_seconds / 60:.1f} min "
               f"(trainer {record['train_seconds'] / 60:.1f} min over all runs)")
-        weights = list(dict.fromkeys(args.fuse))
+        fusions = list(dict.fromkeys(parse_fuse(f) for f in args.fuse))
         if validation is not None and args.tune_fusion:
             choice = tune_fusion(validation, args, out)
             record["fusion"] = choice.to_dict()
-            print(f"fusion weight chosen on the validation split: fuse_first_stage {choice.weight} "
+            print(f"fusion chosen on the validation split: fuse_first_stage {choice.weight}, fusion_mode {choice.mode} "
                   f"(validation nDCG@10 {choice.ndcg_at_10[choice.weight]:.4f}; first stage {choice.first_stage_ndcg_at_10:.4f})")
-            if choice.weight not in weights:
-                weights.append(choice.weight)
+            if (choice.mode, choice.weight) not in fusions:
+                fusions.append((choice.mode, choice.weight))
         if args.eval_split != "none":
             if retriever is None:
                 retriever = open_retriever(args, default_store=dataset.name)
-            report = evaluate_trained(retriever, args, out, weights)
+            report = evaluate_trained(retriever, args, out, fusions)
             # Trainer time summed over every run that trained (a rerun that only evaluates
             # reports the original training time); the whole command's time beside it.
             report["train_seconds"] = record.get("train_seconds")
@@ -321,16 +364,23 @@ def tune_fusion(validation: Any, args: argparse.Namespace, model: Path) -> Any:
     from rankbridge.integrations.training.validation import choose_fusion_weight
     from rankbridge.rerankers import load_reranker
 
-    choice = choose_fusion_weight(load_reranker(_trained_spec(args, model)), validation, depth=args.eval_depth, show_progress=True)
-    for weight, ndcg in choice.ndcg_at_10.items():
-        logger.info("validation nDCG@10 at fuse_first_stage %s: %.4f", weight, ndcg)
+    choice = choose_fusion_weight(
+        load_reranker(_trained_spec(args, model)), validation, depth=args.eval_depth, show_progress=True,
+        modes=args.fusion_modes.split(","),
+    )
+    for mode, row in choice.by_mode.items():
+        for weight, ndcg in row.items():
+            logger.info("validation nDCG@10 at fuse_first_stage %s, fusion_mode %s: %.4f", weight, mode, ndcg)
     return choice
 
 
-def evaluate_trained(retriever: Any, args: argparse.Namespace, model: Path, weights: list[float] | None = None) -> dict[str, Any]:
+def evaluate_trained(
+    retriever: Any, args: argparse.Namespace, model: Path, fusions: list[tuple[str, float]] | None = None
+) -> dict[str, Any]:
     """nDCG@10 / MRR@10 / Recall@100 of the first stage alone and reranked by `model` (and fused
-    with the first stage at each weight), on the evaluation split, with every reranked row's
-    paired difference against the first stage (95% bootstrap interval, win / tie / loss)."""
+    with the first stage at each (mode, weight); default: `--fuse`), on the evaluation split, with
+    every reranked row's paired difference against the first stage (95% bootstrap interval,
+    win / tie / loss)."""
     from rankbridge.integrations.evaluation.beir import load_beir
     from rankbridge.integrations.evaluation.metrics import Configuration, evaluate_configurations
     from rankbridge.rerankers import load_reranker
@@ -341,8 +391,8 @@ def evaluate_trained(retriever: Any, args: argparse.Namespace, model: Path, weig
     queries = dataset.eval_queries(sample=args.eval_queries, seed=args.seed)
     trained = load_reranker(_trained_spec(args, model))
     built = {"trained": trained}
-    for weight, variant in fused_variants(trained, list(args.fuse if weights is None else weights)).items():
-        built[f"trained fuse={weight}"] = variant
+    for mode, weight in [parse_fuse(f) for f in args.fuse] if fusions is None else fusions:
+        built[fused_name(mode, weight)] = fused_variants(trained, [weight], mode=mode)[weight]
     configs = [Configuration(stage)] + [Configuration(stage, name, args.eval_depth) for name in built]
     report = evaluate_configurations(retriever, queries, dataset.qrels, configs, rerankers=built, dataset=dataset.name)
     print(f"{dataset.name} ({args.eval_split}): {report.queries} queries, rerank depth {args.eval_depth}")

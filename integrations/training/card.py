@@ -123,13 +123,16 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
     ]
     fusion = record.get("fusion")
     weight = fusion.get("weight") if fusion else None
+    mode = (fusion.get("mode") or "relevance") if fusion else "relevance"
     if fusion:
         table = ", ".join(f"{w}: {v:.4f}" for w, v in fusion.get("ndcg@10", {}).items())
+        others = [m for m in fusion.get("ndcg@10_by_mode", {}) if m != mode]
         lines += [
             "",
-            f"Fusion weight chosen on the validation split ({fusion.get('queries')} queries, top {fusion.get('depth')}): "
-            f"`fuse_first_stage: {weight}` (validation nDCG@10 per weight: {table}; first stage alone "
-            f"{fusion.get('first_stage_ndcg@10', 0):.4f}).",
+            f"Fusion chosen on the validation split ({fusion.get('queries')} queries, top {fusion.get('depth')}): "
+            f"`fuse_first_stage: {weight}`, `fusion_mode: {mode}` (validation nDCG@10 per weight in that mode: {table}; "
+            f"first stage alone {fusion.get('first_stage_ndcg@10', 0):.4f}"
+            + (f"; also tried: {', '.join(others)}, in `rankbridge_training.json`" if others else "") + ").",
         ]
     evaluation = record.get("evaluation")
     lines += ["", "## Before / after"]
@@ -143,7 +146,8 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
         ]
     else:
         lines += ["", "Not evaluated yet (`--eval-split none`): run `rankbridge eval` with this model to get the table."]
-    use = f'{{"backend": "cross-encoder", "model": "{name}"' + (f', "fuse_first_stage": {weight}' if weight is not None else "") + "}"
+    use = f'{{"backend": "cross-encoder", "model": "{name}"' + (f', "fuse_first_stage": {weight}' if weight is not None else "") + (
+        f', "fusion_mode": "{mode}"' if weight is not None and mode != "relevance" else "") + "}"
     lines += [
         "",
         "## Where it helps, and where it does not",

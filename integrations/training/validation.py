@@ -4,8 +4,8 @@
 for them (the same first stage the model will rerank at test time). During training,
 `RerankingValidator` reranks the top `depth` of each with the model being trained and reports
 nDCG@10 / MRR@10 (pytrec_eval, graded), which `train_cross_encoder` uses to keep the best
-checkpoint and stop early. After training, `choose_fusion_weight` picks `fuse_first_stage` on the
-same queries. Test queries are never involved.
+checkpoint and stop early. After training, `choose_fusion_weight` picks `fuse_first_stage` (and
+`fusion_mode`) on the same queries. Test queries are never involved.
 """
 
 from __future__ import annotations
@@ -143,18 +143,29 @@ def reranking_validator(validation: ValidationSet, depth: int = 30, batch_size: 
 
 @dataclass
 class FusionChoice:
-    """The fusion weight chosen on the validation split and what every weight scored there."""
+    """The fusion weight (and mode) chosen on the validation split and what every one scored there.
+
+    Attributes:
+        weight: the chosen `fuse_first_stage`.
+        mode: the chosen `fusion_mode`.
+        ndcg_at_10: validation nDCG@10 per weight, in the chosen mode.
+        by_mode: validation nDCG@10 per weight, for every mode tried.
+    """
 
     weight: float
     ndcg_at_10: dict[float, float] = field(default_factory=dict)
     first_stage_ndcg_at_10: float = 0.0
     queries: int = 0
     depth: int = 0
+    mode: str = "relevance"
+    by_mode: dict[str, dict[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "weight": self.weight,
+            "mode": self.mode,
             "ndcg@10": {str(w): v for w, v in self.ndcg_at_10.items()},
+            "ndcg@10_by_mode": {m: {str(w): v for w, v in row.items()} for m, row in self.by_mode.items()},
             "first_stage_ndcg@10": self.first_stage_ndcg_at_10,
             "queries": self.queries,
             "depth": self.depth,
@@ -168,27 +179,38 @@ def choose_fusion_weight(
     weights: Sequence[float] = DEFAULT_WEIGHTS,
     prior: float = 0.5,
     show_progress: bool = False,
+    modes: Sequence[str] = ("relevance",),
 ) -> FusionChoice:
-    """Evaluate `reranker` fused with the first stage at every weight on the validation queries
-    (each query scored once: `fused_variants` shares the scores) and return the best nDCG@10.
-    Equal scores go to the weight nearest `prior` (0.5: the choice made before any tuning).
-    Weight 0 is the first stage itself, so a model that does not help is never chosen over it
-    unless it is at least as good."""
+    """Evaluate `reranker` fused with the first stage at every weight, in every fusion mode, on
+    the validation queries (each query scored once: `fused_variants` shares the scores) and
+    return the best nDCG@10. Equal scores go to the earlier mode in `modes`, then to the weight
+    nearest `prior` (0.5: the choice made before any tuning). Weight 0 is the first stage itself,
+    so a model that does not help is never chosen over it unless it is at least as good."""
     from rankbridge.integrations.training.fusion import fused_variants
+    from rankbridge.rerankers.core.calibration import FUSION_MODES
 
     k = validation.depth if depth is None else min(depth, validation.depth)
     if not weights or any(not 0.0 <= w <= 1.0 for w in weights):
         raise ConfigError(f"fusion weights must be in [0, 1], got {list(weights)}")
-    variants = fused_variants(reranker, list(weights))
-    table: dict[float, float] = {}
-    for w in weights:
-        run = rerank_run(variants[w], validation.queries, validation.candidates, depth=k, show_progress=show_progress)
-        table[float(w)] = evaluate(run, validation.qrels)["ndcg@10"]
-    best = max(table.values())
-    chosen = min((w for w, v in table.items() if v >= best - 1e-12), key=lambda w: (abs(w - prior), w))
+    unknown = [m for m in modes if m not in FUSION_MODES]
+    if not modes or unknown:
+        raise ConfigError(f"fusion modes must be among {list(FUSION_MODES)}, got {list(modes)}")
+    by_mode: dict[str, dict[float, float]] = {}
+    for mode in dict.fromkeys(modes):
+        variants = fused_variants(reranker, list(weights), mode=mode)
+        by_mode[mode] = {}
+        for w in weights:
+            run = rerank_run(variants[w], validation.queries, validation.candidates, depth=k, show_progress=show_progress)
+            by_mode[mode][float(w)] = evaluate(run, validation.qrels)["ndcg@10"]
+    best = max(v for row in by_mode.values() for v in row.values())
+    order = list(by_mode)
+    mode, chosen = min(
+        ((m, w) for m, row in by_mode.items() for w, v in row.items() if v >= best - 1e-12),
+        key=lambda mw: (order.index(mw[0]), abs(mw[1] - prior), mw[1]),
+    )
     return FusionChoice(
-        weight=chosen, ndcg_at_10=table, first_stage_ndcg_at_10=validation.first_stage_metrics()["ndcg@10"],
-        queries=len(validation.queries), depth=k,
+        weight=chosen, ndcg_at_10=by_mode[mode], first_stage_ndcg_at_10=validation.first_stage_metrics()["ndcg@10"],
+        queries=len(validation.queries), depth=k, mode=mode, by_mode=by_mode,
     )
 
 

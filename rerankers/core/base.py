@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Union
 
 import numpy as np
 
-from rankbridge.rerankers.core.calibration import minmax, rank_relevance
+from rankbridge.rerankers.core.calibration import fuse, minmax, rank_relevance
 from rankbridge.rerankers.core.config import RerankerConfig, validate_config
 from rankbridge.rerankers.core.errors import (
     BackendError,
@@ -362,7 +362,7 @@ class Reranker(ABC):
         weight = self.config.fuse_first_stage
         if weight is not None and fallback_reason is None:
             first_raw = np.asarray([float(c.score) for c in candidates], dtype=np.float64)
-            rel = weight * rel + (1.0 - weight) * minmax(first_raw)
+            rel = np.clip(fuse(weight, self.config.fusion_mode, rel, raw, first_raw), 0.0, 1.0)
             # Order by fused relevance; break its ties by the raw score only when the reranker
             # has a say, then by the first-stage score itself (min-max can round two close
             # scores of a wide range to one value), so weight 0 reproduces the first-stage order exactly.

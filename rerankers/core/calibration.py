@@ -60,6 +60,65 @@ def minmax(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / span, 0.0, 1.0)
 
 
+def dist_based(scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Scale finite scores to [0, 1] by their spread over the list: mean - 3 standard deviations
+    maps to 0, mean + 3 to 1, clipped (Qdrant's and LlamaIndex's distribution-based score
+    fusion). One outlier does not squeeze the rest together as it does under min-max. All equal:
+    all 1, as `minmax`.
+
+    Example:
+        >>> dist_based([0.0, 1.0, 2.0]).round(4).tolist()
+        [0.2959, 0.5, 0.7041]
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    if x.size == 0:
+        return x
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"distribution-based scaling needs finite scores; position {int(bad[0])} is {x[bad[0]]}")
+    top = float(np.abs(x).max())
+    x = x / top if top > 0 else x  # the scaling is affine-invariant; this keeps the moments finite
+    std = float(x.std())
+    if not std > 0:
+        return np.ones_like(x)
+    return np.clip((x - (x.mean() - 3.0 * std)) / (6.0 * std), 0.0, 1.0)
+
+
+def reciprocal_rank(scores: Sequence[float] | np.ndarray, k: int = 60) -> np.ndarray:
+    """(k + 1) / (k + rank) of each item, rank 1 for the best score (ties in input order): the
+    reciprocal rank fusion term, scaled so that the best item gets 1.
+
+    Example:
+        >>> reciprocal_rank([0.1, 0.9, 0.5], k=1).tolist()
+        [0.5, 1.0, 0.6666666666666666]
+    """
+    return (k + 1.0) / (k + 1.0 + rank_positions(scores))
+
+
+FUSION_MODES = ("relevance", "relative_score", "dist_based_score", "reciprocal_rerank")
+
+
+def fuse(weight: float, mode: str, relevance: np.ndarray, raw: np.ndarray, first_stage: np.ndarray) -> np.ndarray:
+    """`weight * reranker + (1 - weight) * first stage`, each term in [0, 1] on the scale `mode` names:
+
+    - `relevance`: the reranker's calibrated relevance; the first-stage score min-max scaled.
+    - `relative_score`: both raw scores min-max scaled over the list.
+    - `dist_based_score`: both scaled by `dist_based` (mean +- 3 standard deviations).
+    - `reciprocal_rerank`: both orders' `reciprocal_rank` terms (k = 60).
+    """
+    if mode == "relevance":
+        ours, theirs = relevance, minmax(first_stage)
+    elif mode == "relative_score":
+        ours, theirs = minmax(raw), minmax(first_stage)
+    elif mode == "dist_based_score":
+        ours, theirs = dist_based(raw), dist_based(first_stage)
+    elif mode == "reciprocal_rerank":
+        ours, theirs = reciprocal_rank(raw), reciprocal_rank(first_stage)
+    else:
+        raise ValueError(f"fusion mode must be one of {list(FUSION_MODES)}, got {mode!r}")
+    return weight * ours + (1.0 - weight) * theirs
+
+
 def rank_relevance(n: int) -> np.ndarray:
     """Relevance for positions 0..n-1 of a ranked list: 1 - position / n."""
     return 1.0 - np.arange(n, dtype=np.float64) / max(n, 1)

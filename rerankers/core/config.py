@@ -36,6 +36,15 @@ class RerankerConfig(BaseModel):
         "first-stage score min-max normalized over the candidate list. 0 reproduces the "
         "first-stage order, 1 the reranker's. Needs Candidate.score on every candidate.",
     )
+    fusion_mode: Literal["relevance", "relative_score", "dist_based_score", "reciprocal_rerank"] = Field(
+        "relevance",
+        description="How `fuse_first_stage` puts the two scores on one scale before blending them "
+        "(LlamaIndex's fusion mode names): `relevance` blends the calibrated relevance with the "
+        "min-max of the first-stage score; `relative_score` min-max normalizes the raw score and the "
+        "first-stage score alike; `dist_based_score` scales each to mean +- 3 standard deviations "
+        "over the list (clipped to [0, 1]); `reciprocal_rerank` blends (61 / (60 + rank)) of each "
+        "order. Ignored without `fuse_first_stage`.",
+    )
     cache: Literal["none", "memory", "disk"] = Field(
         "none",
         description="Score cache: `memory` (a bounded LRU in this process) or `disk` (under "
@@ -46,7 +55,7 @@ class RerankerConfig(BaseModel):
     cache_size: int = Field(100_000, gt=0, description="Most (query, candidate) scores the memory cache keeps.")
 
     # Fields that never change a raw score: left out of the score cache's key.
-    NOT_SCORE_FIELDS: ClassVar[frozenset[str]] = frozenset({"on_error", "fuse_first_stage", "cache", "cache_size"})
+    NOT_SCORE_FIELDS: ClassVar[frozenset[str]] = frozenset({"on_error", "fuse_first_stage", "fusion_mode", "cache", "cache_size"})
 
 
 MASK = "**********"

@@ -4,6 +4,7 @@ a trained folder that records no absolute path and carries a model card."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rankbridge.integrations.cli.train import parse_curriculum
+from rankbridge.integrations.cli.train import fused_name, parse_curriculum, parse_fuse
 from rankbridge.integrations.training import BM25Corpus, TrainingConfig, split_validation, to_labeled_pairs, train_cross_encoder
 from rankbridge.integrations.training.validation import ValidationSet, _base_evaluator, choose_fusion_weight
 from rankbridge.rerankers import ConfigError, load_reranker
@@ -125,6 +126,31 @@ def test_fusion_weight_is_chosen_on_validation_and_ties_go_to_one_half():
         choose_fusion_weight(load_reranker("lexical"), validation, weights=[1.5])
 
 
+def test_fusion_mode_is_chosen_with_the_weight_and_ties_go_to_the_earlier_mode():
+    validation = ValidationSet.build(TextFirstStage(), CORPUS, QUERIES, {"q1": {"paris": 1}, "q3": {"gene": 1}}, depth=6)
+    modes = ["reciprocal_rerank", "relevance", "relative_score"]
+    choice = choose_fusion_weight(load_reranker("lexical"), validation, weights=[0.0, 0.5, 1.0], modes=modes)
+    assert list(choice.by_mode) == modes and choice.ndcg_at_10 == choice.by_mode[choice.mode]
+    best = max(v for row in choice.by_mode.values() for v in row.values())
+    assert choice.by_mode[choice.mode][choice.weight] == best
+    first_best = next(m for m in modes if best in choice.by_mode[m].values())
+    assert choice.mode == first_best  # weight 0 ties in every mode: the earliest mode wins a tie
+    for mode in modes:  # weight 0 is the first stage itself, whatever the mode
+        assert choice.by_mode[mode][0.0] == pytest.approx(choice.first_stage_ndcg_at_10)
+    assert choice.to_dict()["mode"] == choice.mode and set(choice.to_dict()["ndcg@10_by_mode"]) == set(modes)
+    with pytest.raises(ConfigError, match="fusion modes"):
+        choose_fusion_weight(load_reranker("lexical"), validation, modes=["rrf"])
+
+
+def test_fuse_option_takes_a_weight_with_an_optional_mode():
+    assert parse_fuse("0.7") == ("relevance", 0.7) and parse_fuse("dist_based_score:1") == ("dist_based_score", 1.0)
+    assert fused_name("relevance", 0.5) == "trained fuse=0.5"
+    assert fused_name("relative_score", 0.5) == "trained fuse=relative_score:0.5"
+    for bad, message in [("rrf:0.5", "mode must be one of"), ("1.5", "in \\[0, 1\\]"), ("half", "MODE:\\]WEIGHT")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse_fuse(bad)
+
+
 class FlatValidator(_base_evaluator()):
     """FAKE evaluator: the same score at every evaluation, so no checkpoint ever improves on the
     first and early stopping must end the phase (a real validator cannot be made to plateau on
@@ -236,12 +262,13 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
         "--min-positive-grade", "2", "--positives-per-query", "1", "--pseudo-queries", "3",
         "--curriculum", "random:1,hard:1,hard:1", "--max-steps", "1", "--batch-size", "4", "--max-length", "48",
         "--save-steps", "1", "--validation-queries", "1", "--validation-depth", "5", "--early-stopping", "1",
-        "--tune-fusion", "--eval-depth", "5", "--device", "cpu", "--out", str(out), "--store", str(tmp_path / "store"),
+        "--tune-fusion", "--fusion-modes", "relevance,reciprocal_rerank", "--fuse", "relative_score:0.5",
+        "--eval-depth", "5", "--device", "cpu", "--out", str(out), "--store", str(tmp_path / "store"),
         "--api-key", "s3cret-key",
     ])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "validation: 1 training queries held out" in printed and "fusion weight chosen on the validation split" in printed
+    assert "validation: 1 training queries held out" in printed and "fusion chosen on the validation split" in printed
     assert "paired difference vs the first stage" in printed
     record = json.loads((out / "rankbridge_training.json").read_text())
     assert record["base_model"] == "tiny-bert" and record["output_dir"] == "tiny-ce"
@@ -249,17 +276,20 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
     assert record["data"]["validation_queries"] == 1 and record["data"]["train_queries"] == 5
     assert record["data"]["min_positive_grade"] == 2 and record["data"]["pseudo_queries"] == 3
     assert 0.0 <= record["fusion"]["weight"] <= 1.0 and len(record["fusion"]["ndcg@10"]) == 11
+    mode = record["fusion"]["mode"]
+    assert mode in ("relevance", "reciprocal_rerank") and set(record["fusion"]["ndcg@10_by_mode"]) == {"relevance", "reciprocal_rerank"}
     command = record["command"]
     assert command.startswith("rankbridge train --beir beir --split train --base tiny-bert") and "--out runs/tiny-ce" in command and "--tune-fusion" in command and "--curriculum random:1,hard:1,hard:1" in command
     assert "s3cret-key" not in command and "--api-key '***'" in command
     evaluation = record["evaluation"]
-    tuned = f"hybrid + trained fuse={record['fusion']['weight']} @5"
-    assert set(evaluation["results"]) == {"hybrid", "hybrid + trained @5", tuned}
+    tuned = f"hybrid + {fused_name(mode, record['fusion']['weight'])} @5"
+    assert set(evaluation["results"]) == {"hybrid", "hybrid + trained @5", "hybrid + trained fuse=relative_score:0.5 @5", tuned}
     assert "per_query" not in evaluation and evaluation["comparisons"][tuned]["baseline"] == "hybrid"
     eval_json = json.loads((out / "eval.json").read_text())
     assert set(eval_json["per_query"]["hybrid"]) == {"e1", "e2"}
     card = (out / "README.md").read_text()
     for needed in ("Base model: `tiny-bert`", "beir, 5 queries of the `train` split", command, "## Before / after",
-                   "| hybrid + trained @5 |", "95% bootstrap CI", f'"fuse_first_stage": {record["fusion"]["weight"]}'):
+                   "| hybrid + trained @5 |", "95% bootstrap CI", f'"fuse_first_stage": {record["fusion"]["weight"]}',
+                   "`fusion_mode: " + mode):
         assert needed in card, needed
     no_absolute_paths(out, str(tmp_path), str(tiny_named_base), os.path.expanduser("~"), "s3cret-key")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 
+import numpy as np
 import pytest
 
 from rankbridge.rerankers import (
@@ -17,7 +18,9 @@ from rankbridge.rerankers import (
     load_reranker,
 )
 from rankbridge.rerankers.core.base import Scores
+from rankbridge.rerankers.core.calibration import dist_based, fuse, reciprocal_rank
 from rankbridge.rerankers.core.config import RerankerConfig
+from rankbridge.rerankers.core.errors import ConfigError
 
 
 class FaultInjectingReranker(Reranker):
@@ -121,14 +124,50 @@ def test_malformed_backend_output_is_caught(fault):
         FaultInjectingReranker(fault=fault).rank("q", ["a", "b", "c"])
 
 
-def test_fusion_weight_zero_is_first_stage_order_and_one_is_reranker_order():
+@pytest.mark.parametrize("mode", ["relevance", "relative_score", "dist_based_score", "reciprocal_rerank"])
+def test_fusion_weight_zero_is_first_stage_order_and_one_is_reranker_order(mode):
     cands = [Candidate(text=t, score=s) for t, s in [("a", 3.0), ("b", 1.0), ("c", 2.0), ("d", 2.0)]]
-    first = FaultInjectingReranker(fault="reverse", fuse_first_stage=0.0).rank("q", cands)
+    first = FaultInjectingReranker(fault="reverse", fuse_first_stage=0.0, fusion_mode=mode).rank("q", cands)
     assert first.indices == [0, 2, 3, 1]
-    reranked = FaultInjectingReranker(fault="reverse", fuse_first_stage=1.0).rank("q", cands)
+    reranked = FaultInjectingReranker(fault="reverse", fuse_first_stage=1.0, fusion_mode=mode).rank("q", cands)
     assert reranked.indices == [3, 2, 1, 0]
-    half = FaultInjectingReranker(fault="reverse", fuse_first_stage=0.5).rank("q", cands)
-    assert all(0 <= r <= 1 for r in half.relevances)
+    half = FaultInjectingReranker(fault="reverse", fuse_first_stage=0.5, fusion_mode=mode).rank("q", cands)
+    assert all(0 <= r <= 1 for r in half.relevances) and sorted(half.indices) == [0, 1, 2, 3]
+
+
+def test_fusion_modes_blend_the_scales_they_name():
+    # "reverse" gives raw scores 0, 1, 2, 3 and relevance 0, 1/3, 2/3, 1; the first stage 3, 1, 2, 2.
+    cands = [Candidate(text=t, score=s) for t, s in [("a", 3.0), ("b", 1.0), ("c", 2.0), ("d", 2.0)]]
+
+    def fused(mode):
+        results = FaultInjectingReranker(fault="reverse", fuse_first_stage=0.5, fusion_mode=mode).rank("q", cands)
+        return {r.index: r.relevance for r in results}
+
+    first_minmax = [1.0, 0.0, 0.5, 0.5]
+    assert [fused("relative_score")[i] for i in range(4)] == pytest.approx([0.5 * (i / 3) + 0.5 * f for i, f in enumerate(first_minmax)])
+    # Reciprocal ranks (k = 60): reranker ranks d, c, b, a; first stage a, c, d, b (ties in input order).
+    rr = {0: 61 / 64 + 1.0, 1: 61 / 63 + 61 / 64, 2: 61 / 62 + 61 / 62, 3: 1.0 + 61 / 63}
+    assert fused("reciprocal_rerank") == pytest.approx({i: v / 2 for i, v in rr.items()})
+    # Distribution-based: each scaled to mean +- 3 standard deviations of its own list.
+    raw, first = np.array([0.0, 1, 2, 3]), np.array([3.0, 1, 2, 2])
+    z = lambda x: (x - x.mean() + 3 * x.std()) / (6 * x.std())  # noqa: E731
+    assert [fused("dist_based_score")[i] for i in range(4)] == pytest.approx(list(0.5 * z(raw) + 0.5 * z(first)))
+
+
+def test_fusion_scales_are_safe_at_the_edges():
+    assert dist_based([5.0, 5.0]).tolist() == [1.0, 1.0]  # all equal: all 1, as min-max
+    assert dist_based([-1e308, 0.0, 1e308]).round(4).tolist() == [0.2959, 0.5, 0.7041]  # as [-1, 0, 1], no overflow
+    assert dist_based([]).size == 0 and reciprocal_rank([]).size == 0
+    with pytest.raises(ValueError, match="position 1"):
+        dist_based([0.0, float("nan")])
+    assert reciprocal_rank([2.0, 2.0, 1.0]).tolist() == [1.0, 61 / 62, 61 / 63]  # ties in input order
+    with pytest.raises(ValueError, match="fusion mode"):
+        fuse(0.5, "rrf", np.zeros(2), np.zeros(2), np.zeros(2))
+
+
+def test_unknown_fusion_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="fusion_mode"):
+        load_reranker({"backend": "lexical", "fuse_first_stage": 0.5, "fusion_mode": "rrf"})
 
 
 def test_fusion_needs_first_stage_scores():
