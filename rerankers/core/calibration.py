@@ -35,6 +35,14 @@ def softmax_positive(logits: Sequence[Sequence[float]] | np.ndarray, positive: i
     return e[..., positive] / e.sum(axis=-1)
 
 
+def _finite(scores: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(scores, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"{what} needs finite scores; position {int(bad[0])} is {x[bad[0]]}")
+    return x
+
+
 def minmax(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     """Scale finite scores to [0, 1] over the list (best 1, worst 0; all equal: all 1).
 
@@ -45,12 +53,9 @@ def minmax(scores: Sequence[float] | np.ndarray) -> np.ndarray:
         >>> minmax([-1e308, 0.0, 1e308]).tolist()
         [0.0, 0.5, 1.0]
     """
-    x = np.asarray(scores, dtype=np.float64)
+    x = _finite(scores, "min-max scaling")
     if x.size == 0:
         return x
-    bad = np.flatnonzero(~np.isfinite(x))
-    if bad.size:
-        raise ValueError(f"min-max scaling needs finite scores; position {int(bad[0])} is {x[bad[0]]}")
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:
         return np.ones_like(x)
@@ -70,12 +75,9 @@ def dist_based(scores: Sequence[float] | np.ndarray) -> np.ndarray:
         >>> dist_based([0.0, 1.0, 2.0]).round(4).tolist()
         [0.2959, 0.5, 0.7041]
     """
-    x = np.asarray(scores, dtype=np.float64)
+    x = _finite(scores, "distribution-based scaling")
     if x.size == 0:
         return x
-    bad = np.flatnonzero(~np.isfinite(x))
-    if bad.size:
-        raise ValueError(f"distribution-based scaling needs finite scores; position {int(bad[0])} is {x[bad[0]]}")
     top = float(np.abs(x).max())
     x = x / top if top > 0 else x  # the scaling is affine-invariant; this keeps the moments finite
     std = float(x.std())
