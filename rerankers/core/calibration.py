@@ -13,6 +13,7 @@ Which mapping a backend uses is part of its documented contract:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -97,7 +98,8 @@ def reciprocal_rank(scores: Sequence[float] | np.ndarray, k: int = 60) -> np.nda
     return (k + 1.0) / (k + 1.0 + rank_positions(scores))
 
 
-FUSION_MODES = ("relevance", "relative_score", "dist_based_score", "reciprocal_rerank")
+FusionMode = Literal["relevance", "relative_score", "dist_based_score", "reciprocal_rerank"]
+FUSION_MODES: tuple[str, ...] = get_args(FusionMode)
 
 
 def fuse(weight: float, mode: str, relevance: np.ndarray, raw: np.ndarray, first_stage: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
 
+from rankbridge.rerankers.core.calibration import FusionMode
 from rankbridge.rerankers.core.errors import ConfigError
 
 
@@ -36,7 +37,7 @@ class RerankerConfig(BaseModel):
         "first-stage score min-max normalized over the candidate list. 0 reproduces the "
         "first-stage order, 1 the reranker's. Needs Candidate.score on every candidate.",
     )
-    fusion_mode: Literal["relevance", "relative_score", "dist_based_score", "reciprocal_rerank"] = Field(
+    fusion_mode: FusionMode = Field(
         "relevance",
         description="How `fuse_first_stage` puts the two scores on one scale before blending them "
         "(LlamaIndex's fusion mode names): `relevance` blends the calibrated relevance with the "
