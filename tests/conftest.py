@@ -23,7 +23,7 @@ def model_dir() -> Path:
     path = Path(os.environ.get("RANKBRIDGE_MODEL_DIR", SHARED / "models"))
     if not path.is_dir():
         pytest.fail(f"model directory {path} is missing; set RANKBRIDGE_MODEL_DIR")
-    return path
+    return path.resolve()  # absolute: tests link to its folders from elsewhere
 
 
 @pytest.fixture(scope="session")
