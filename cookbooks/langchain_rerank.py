@@ -5,7 +5,8 @@ retriever -> `RankbridgeCompressor`, composed with Runnables -> the top 5 docume
 with `metadata["relevance_score"]` (the reranker's) and `metadata["score"]` (the first
 stage's). The same chain runs once per config file: the backend is chosen by the file alone.
 `configs/cross-encoder.yaml` reranks with `minilm-l6-ce-scifact` (trained on SciFact train) on ONNX
-Runtime, fused with the first stage at 0.5; without that model it says so and uses the weak test model.
+Runtime, fused with the first stage at 0.5 (relative_score); without that model it says so and
+uses the weak test model.
 
     python cookbooks/langchain_rerank.py
     python cookbooks/langchain_rerank.py --config cookbooks/configs/lexical.yaml

@@ -5,7 +5,8 @@ retriever -> `RankbridgeRerank` in a `RetrieverQueryEngine` -> the top 5 nodes, 
 their reranker relevance and first-stage score. The same code runs once per config file: the
 backend is chosen by the file alone.
 `configs/cross-encoder.yaml` reranks with `minilm-l6-ce-scifact` (trained on SciFact train) on ONNX
-Runtime, fused with the first stage at 0.5; without that model it says so and uses the weak test model.
+Runtime, fused with the first stage at 0.5 (relative_score); without that model it says so and
+uses the weak test model.
 
     python cookbooks/llama_index_rerank.py
     python cookbooks/llama_index_rerank.py --config cookbooks/configs/lexical.yaml

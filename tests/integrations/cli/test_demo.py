@@ -16,9 +16,9 @@ def test_the_shared_trained_model_is_used_on_onnx_fused_at_one_half(model_dir):
     assert choice.model == "minilm-l6-ce-scifact" and choice.trained and choice.note is None
     assert choice.spec == {
         "backend": "cross-encoder", "model": str(model_dir / "minilm-l6-ce-scifact"),
-        "runtime": "onnx", "fuse_first_stage": 0.5,
+        "runtime": "onnx", "fuse_first_stage": 0.5, "fusion_mode": "relative_score",
     }
-    assert choice.describe("top 30") == "minilm-l6-ce-scifact (onnx, fuse_first_stage 0.5, top 30)"
+    assert choice.describe("top 30") == "minilm-l6-ce-scifact (onnx, fuse_first_stage 0.5, relative_score, top 30)"
 
 
 def test_without_the_trained_model_it_says_which_model_reranks(model_dir, tmp_path):
@@ -26,6 +26,7 @@ def test_without_the_trained_model_it_says_which_model_reranks(model_dir, tmp_pa
     choice = demo.choose_demo_reranker(model_dir=tmp_path)
     assert choice.model == "minilm-l6-ce-weak" and not choice.trained
     assert choice.spec["model"] == str(tmp_path / "minilm-l6-ce-weak") and choice.spec["fuse_first_stage"] == 0.5
+    assert choice.spec["fusion_mode"] == "relative_score"
     assert "minilm-l6-ce-scifact is not in" in choice.note and str(tmp_path) in choice.note
     assert "reranking with minilm-l6-ce-weak instead" in choice.note and "WEAK" in choice.note
 
@@ -64,9 +65,9 @@ def test_demo_reranks_with_the_trained_model_and_ends_with_the_interval(tmp_path
     code = cli.main(["demo", "--beir", str(beir), "--store", str(tmp_path / "store"), "--queries", "2", "--depth", "2"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "minilm-l6-ce-scifact (onnx, fuse_first_stage 0.5) reranks the top 2" in out
+    assert "minilm-l6-ce-scifact (onnx, fuse_first_stage 0.5, relative_score) reranks the top 2" in out
     assert "note:" not in out
-    row = next(line for line in out.splitlines() if line.startswith("reranked minilm-l6-ce-scifact (onnx, fuse_first_stage 0.5, top 2)"))
+    row = next(line for line in out.splitlines() if line.startswith("reranked minilm-l6-ce-scifact (onnx, fuse_first_stage 0.5, relative_score, top 2)"))
     assert len(row.split()) >= 4
     assert "lift in nDCG@10:" in out and "95% CI" in out and ("excludes 0" in out or "includes 0" in out)
 
@@ -82,5 +83,5 @@ def test_demo_without_the_trained_model_names_the_one_it_used(tmp_path, capsys, 
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("note: the trained model minilm-l6-ce-scifact is not in")
-    assert "minilm-l6-ce-weak (onnx, fuse_first_stage 0.5) reranks the top 2" in out
+    assert "minilm-l6-ce-weak (onnx, fuse_first_stage 0.5, relative_score) reranks the top 2" in out
     assert "deliberately weak test model" in out
