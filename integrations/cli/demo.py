@@ -4,10 +4,10 @@ Index SciFact once (cached), retrieve the hybrid top 100 for a sample of test qu
 top `depth` with `minilm-l6-ce-scifact` (a MiniLM-L6 cross-encoder trained by `rankbridge train` on
 SciFact train only) on ONNX Runtime, fused with the first stage at `fuse_first_stage: 0.5` in
 `fusion_mode: relative_score` (both chosen on a validation split of SciFact train, never on test),
-and print first stage vs reranked (nDCG@10, MRR@10,
-Recall@100) with the lift's paired bootstrap interval over the queries. When that model is not
-there, the output says which model reranked instead. The defaults (30 queries, depth 30: 900
-cross-encoder pairs) keep the reranking within a minute on 2 CPU cores, indexing aside.
+and print first stage vs reranked (nDCG@10, MRR@10, Recall@100) with the lift's paired bootstrap
+interval over the queries. When that model is not there, the output says which model reranked
+instead. The defaults (30 queries, depth 30: 900 cross-encoder pairs) keep the reranking within a
+minute on 2 CPU cores, indexing aside.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ class DemoChoice:
 
 
 def choose_demo_reranker(spec: str | None = None, model_dir: str | os.PathLike | None = None) -> DemoChoice:
-    """`spec` as given; else the trained SciFact model on ONNX fused at 0.5 (relative_score); else, saying so, the
-    weak test model the same way; else, saying so, `lexical`. Loads nothing."""
+    """`spec` as given; else the trained SciFact model on ONNX fused at 0.5 (relative_score); else,
+    saying so, the weak test model the same way; else, saying so, `lexical`. Loads nothing."""
     if spec:
         return DemoChoice(label=str(spec), spec=spec, model=None)
     folders = model_folders(model_dir)
