@@ -135,18 +135,22 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
             + (f"; also tried: {', '.join(others)}, in `rankbridge_training.json`" if others else "") + ").",
         ]
     evaluation = record.get("evaluation")
+    long_documents = data.get("eval_long_documents") or "truncate"
     lines += ["", "## Before / after"]
     if evaluation:
         lines += [
             "",
             f"{evaluation.get('dataset', '')} `{evaluation.get('split', 'test')}` split, {evaluation.get('queries')} queries, "
-            f"first stage top {evaluation.get('limit')}, the model reranks the top {evaluation.get('depth', '?')}:",
+            f"first stage top {evaluation.get('limit')}, the model reranks the top {evaluation.get('depth', '?')}"
+            + (f" (`long_documents: {long_documents}`)" if long_documents != "truncate" else "") + ":",
             "",
             *_metrics_table(evaluation),
         ]
     else:
         lines += ["", "Not evaluated yet (`--eval-split none`): run `rankbridge eval` with this model to get the table."]
-    use = f'{{"backend": "cross-encoder", "model": "{name}"' + (f', "fuse_first_stage": {weight}' if weight is not None else "") + (
+    use = f'{{"backend": "cross-encoder", "model": "{name}"' + (
+        f', "long_documents": "{long_documents}"' if long_documents != "truncate" else "") + (
+        f', "fuse_first_stage": {weight}' if weight is not None else "") + (
         f', "fusion_mode": "{mode}"' if weight is not None and mode != "relevance" else "") + "}"
     lines += [
         "",

@@ -263,8 +263,8 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
         "--curriculum", "random:1,hard:1,hard:1", "--max-steps", "1", "--batch-size", "4", "--max-length", "48",
         "--save-steps", "1", "--validation-queries", "1", "--validation-depth", "5", "--early-stopping", "1",
         "--tune-fusion", "--fusion-modes", "relevance,reciprocal_rerank", "--fuse", "relative_score:0.5",
-        "--eval-depth", "5", "--device", "cpu", "--out", str(out), "--store", str(tmp_path / "store"),
-        "--api-key", "s3cret-key",
+        "--eval-depth", "5", "--eval-long-documents", "max_chunk", "--device", "cpu", "--out", str(out),
+        "--store", str(tmp_path / "store"), "--api-key", "s3cret-key",
     ])
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -275,11 +275,13 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
     assert list(record["phases"]) == ["random", "hard", "hard-2"]
     assert record["data"]["validation_queries"] == 1 and record["data"]["train_queries"] == 5
     assert record["data"]["min_positive_grade"] == 2 and record["data"]["pseudo_queries"] == 3
+    assert record["data"]["eval_long_documents"] == "max_chunk" and record["evaluation"]["long_documents"] == "max_chunk"
     assert 0.0 <= record["fusion"]["weight"] <= 1.0 and len(record["fusion"]["ndcg@10"]) == 11
     mode = record["fusion"]["mode"]
     assert mode in ("relevance", "reciprocal_rerank") and set(record["fusion"]["ndcg@10_by_mode"]) == {"relevance", "reciprocal_rerank"}
     command = record["command"]
     assert command.startswith("rankbridge train --beir beir --split train --base tiny-bert") and "--out runs/tiny-ce" in command and "--tune-fusion" in command and "--curriculum random:1,hard:1,hard:1" in command
+    assert "--eval-long-documents max_chunk" in command
     assert "s3cret-key" not in command and "--api-key '***'" in command
     evaluation = record["evaluation"]
     tuned = f"hybrid + {fused_name(mode, record['fusion']['weight'])} @5"
@@ -290,6 +292,6 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
     card = (out / "README.md").read_text()
     for needed in ("Base model: `tiny-bert`", "beir, 5 queries of the `train` split", command, "## Before / after",
                    "| hybrid + trained @5 |", "95% bootstrap CI", f'"fuse_first_stage": {record["fusion"]["weight"]}',
-                   "`fusion_mode: " + mode):
+                   "`fusion_mode: " + mode, '"long_documents": "max_chunk"', "(`long_documents: max_chunk`)"):
         assert needed in card, needed
     no_absolute_paths(out, str(tmp_path), str(tiny_named_base), os.path.expanduser("~"), "s3cret-key")
