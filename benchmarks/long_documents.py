@@ -3,15 +3,16 @@
     python benchmarks/long_documents.py --model runs/scifact-ce-val150 --json long_documents.json
     python benchmarks/long_documents.py --model runs/scifact-ce-val150 --variants truncate@256,max_chunk@256
 
-The validation split is the one `rankbridge train --validation-queries 150` (seed 13) holds out of
-SciFact train before training, so `--model` must be a model trained with it (the README's
-`runs/scifact-ce-val150`): the queries are ones it never saw, and nothing here looks at test. Each
-variant reranks the hybrid top `--depth` of those queries with the model on ONNX (scores cached on
-disk), fused with the first stage at every weight 0, 0.1, ..., 1 in `relevance` and
-`relative_score` modes. Prints the validation nDCG@10 curves, then each variant's paired difference
-(95% bootstrap interval over the queries, 10,000 resamples) against truncating at the model's own
-length, at `relative_score` 0.5 and alone; writes JSON (curves, per-query nDCG@10, load, seconds).
-Uses the store `rankbridge train --store` used (`--store`; indexed first if empty).
+The validation split is the one `rankbridge train --validation-queries 150` holds out of SciFact
+train before training (pass the training's `--seed`, default 13, and `--min-positive-grade`), so
+`--model` must be a model trained with it (the README's `runs/scifact-ce-val150`): the queries are
+ones it never saw, and nothing here looks at test. Each variant reranks the hybrid top `--depth`
+of those queries with the model on ONNX (scores cached on disk), fused with the first stage at
+every weight 0, 0.1, ..., 1 in `relevance` and `relative_score` modes. Prints the validation
+nDCG@10 curves, then each variant's paired difference (95% bootstrap interval over the queries,
+10,000 resamples) against the first variant (by default truncating at 256 tokens, the length the
+model trained at), at `relative_score` 0.5 and alone; writes JSON (curves, per-query nDCG@10, load,
+seconds). Uses the store `rankbridge train --store` used (`--store`; indexed first if empty).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     p.add_argument("--beir", type=Path, default=data_dir() / "beir" / "scifact")
     p.add_argument("--validation-queries", type=int, default=150)
     p.add_argument("--seed", type=int, default=13, help="rankbridge train's --seed (its default 13)")
+    p.add_argument("--min-positive-grade", type=int, default=1, help="rankbridge train's --min-positive-grade")
     p.add_argument("--depth", type=int, default=100)
     p.add_argument("--variants", default="truncate@256,max_chunk@256,truncate@512")
     p.add_argument("--store", default="runs/store")
@@ -63,7 +65,8 @@ def main() -> None:
     variants = {name: parse_variant(name) for name in args.variants.split(",")}
 
     dataset = load_beir(str(args.beir), split="train")
-    _, val_qrels = split_validation(dataset.qrels, args.validation_queries, seed=args.seed)
+    _, val_qrels = split_validation(dataset.qrels, args.validation_queries, seed=args.seed,
+                                   min_positive_grade=args.min_positive_grade)
     store_args = argparse.Namespace(store=args.store, url=None, api_key=None, collection=args.collection,
                                     timeout=10.0, fusion="rrf", rrf_k=2)
     retriever = open_retriever(store_args, default_store=dataset.name)

@@ -199,7 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="dtype of the trained model in the evaluation (default: the backend's, float32 on CPU)")
     p.add_argument("--eval-long-documents", choices=list(get_args(LongDocuments)), default=None,
                    help="long_documents of the trained model in fusion tuning and the evaluation: truncate (the "
-                        "backend's default) or max_chunk (documents longer than --max-length scored by their best window)")
+                        "backend's default) or max_chunk (a document longer than the model's window scored by its best window)")
     p.add_argument("--json", type=Path, default=None, help="evaluation JSON (default OUT/eval.json)")
     add_store_arguments(p)
     p.set_defaults(func=cmd_train, _parser=p)
