@@ -1,7 +1,7 @@
 """Long documents on a validation split: truncate vs `max_chunk` vs a longer window, chosen before test.
 
-    python benchmarks/long_documents.py --model runs/scifact-ce-val150 --json long_documents.json
-    python benchmarks/long_documents.py --model runs/scifact-ce-val150 --variants truncate@256,max_chunk@256
+    python benchmarks/long_documents.py --model runs/scifact-ce-val150 --store runs/store --json long_documents.json
+    python benchmarks/long_documents.py --model runs/scifact-ce-val150 --store runs/store --variants truncate@256,max_chunk@256
 
 The validation split is the one `rankbridge train --validation-queries 150` holds out of SciFact
 train before training (pass the training's `--seed`, default 13, and `--min-positive-grade`), so
@@ -12,7 +12,7 @@ every weight 0, 0.1, ..., 1 in `relevance` and `relative_score` modes. Prints th
 nDCG@10 curves, then each variant's paired difference (95% bootstrap interval over the queries,
 10,000 resamples) against the first variant (by default truncating at 256 tokens, the length the
 model trained at), at `relative_score` 0.5 and alone; writes JSON (curves, per-query nDCG@10, load,
-seconds). Uses the store `rankbridge train --store` used (`--store`; indexed first if empty).
+seconds). Pass the store `rankbridge train --store` used (the same first stage; indexed first if empty).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from rankbridge.integrations.cli._store import ensure_indexed, open_retriever
+from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
 from rankbridge.integrations.cli.train import _ModeFirstStage
 from rankbridge.integrations.evaluation.beir import load_beir
 from rankbridge.integrations.evaluation.metrics import evaluate, rerank_run
@@ -57,9 +57,8 @@ def main() -> None:
     p.add_argument("--min-positive-grade", type=int, default=1, help="rankbridge train's --min-positive-grade")
     p.add_argument("--depth", type=int, default=100)
     p.add_argument("--variants", default="truncate@256,max_chunk@256,truncate@512")
-    p.add_argument("--store", default="runs/store")
-    p.add_argument("--collection", default="rankbridge")
     p.add_argument("--json", type=Path, default=None)
+    add_store_arguments(p, default_store="scifact")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     variants = {name: parse_variant(name) for name in args.variants.split(",")}
@@ -67,9 +66,7 @@ def main() -> None:
     dataset = load_beir(str(args.beir), split="train")
     _, val_qrels = split_validation(dataset.qrels, args.validation_queries, seed=args.seed,
                                    min_positive_grade=args.min_positive_grade)
-    store_args = argparse.Namespace(store=args.store, url=None, api_key=None, collection=args.collection,
-                                    timeout=10.0, fusion="rrf", rrf_k=2)
-    retriever = open_retriever(store_args, default_store=dataset.name)
+    retriever = open_retriever(args, default_store=dataset.name)
     try:
         ensure_indexed(retriever, dataset)
         validation = ValidationSet.build(_ModeFirstStage(retriever, "hybrid"), dataset.corpus, dataset.queries,

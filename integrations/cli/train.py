@@ -197,9 +197,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also evaluate with fuse_first_stage=W, in fusion_mode MODE (default relevance) (repeatable)")
     p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default=None,
                    help="dtype of the trained model in the evaluation (default: the backend's, float32 on CPU)")
-    p.add_argument("--eval-long-documents", choices=list(get_args(LongDocuments)), default=None,
-                   help="long_documents of the trained model in fusion tuning and the evaluation: truncate (the "
-                        "backend's default) or max_chunk (a document longer than the model's window scored by its best window)")
+    p.add_argument("--eval-long-documents", choices=list(get_args(LongDocuments)), default="truncate",
+                   help="long_documents of the trained model in fusion tuning and the evaluation: truncate (default, as "
+                        "the backend) or max_chunk (a document longer than the model's window scored by its best window)")
     p.add_argument("--json", type=Path, default=None, help="evaluation JSON (default OUT/eval.json)")
     add_store_arguments(p)
     p.set_defaults(func=cmd_train, _parser=p)
@@ -307,7 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "positives_per_query": args.positives_per_query,
             "validation_queries": len(val_qrels),
             "eval_split": None if args.eval_split == "none" else args.eval_split,
-            "eval_long_documents": args.eval_long_documents or "truncate",
+            "eval_long_documents": args.eval_long_documents,
         }
         config = TrainingConfig(
             base_model=base_model_path(args.base), base_model_name=args.base, output_dir=str(args.out),
@@ -358,11 +358,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _trained_spec(args: argparse.Namespace, model: Path) -> dict[str, Any]:
-    spec: dict[str, Any] = {"backend": "cross-encoder", "model": str(model)}
+    spec: dict[str, Any] = {"backend": "cross-encoder", "model": str(model), "long_documents": args.eval_long_documents}
     if args.eval_dtype:
         spec["dtype"] = args.eval_dtype
-    if args.eval_long_documents:
-        spec["long_documents"] = args.eval_long_documents
     return spec
 
 
@@ -411,5 +409,5 @@ def evaluate_trained(
     data["depth"] = args.eval_depth
     data["model"] = model.name
     data["eval_dtype"] = args.eval_dtype or "auto"
-    data["long_documents"] = args.eval_long_documents or "truncate"
+    data["long_documents"] = args.eval_long_documents
     return data
