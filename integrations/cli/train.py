@@ -190,6 +190,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--fusion-modes", type=_fusion_modes, default="relevance",
                    help="fusion modes --tune-fusion tries, comma-separated, from " + ", ".join(FUSION_MODES)
                         + " (default relevance; ties go to the earlier one)")
+    v.add_argument("--fusion-choice", choices=["significant", "best"], default="significant",
+                   help="significant (default): the best weight and mode replace the untuned choice (the first mode at "
+                        "0.5) only when they beat it outside the noise on the validation queries (paired 95%% bootstrap "
+                        "interval above 0); best: the best point however small its lead")
     p.add_argument("--eval-split", default="test", help="split evaluated before/after (default test; 'none' to skip)")
     p.add_argument("--eval-queries", type=int, default=None, help="evaluate a seeded sample of this many queries")
     p.add_argument("--eval-depth", type=int, default=100, help="candidates reranked per query in the evaluation")
@@ -330,8 +334,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if validation is not None and args.tune_fusion:
             choice = tune_fusion(validation, args, out)
             record["fusion"] = choice.to_dict()
-            print(f"fusion chosen on the validation split: fuse_first_stage {choice.weight}, fusion_mode {choice.mode} "
-                  f"(validation nDCG@10 {choice.ndcg_at_10[choice.weight]:.4f}; first stage {choice.first_stage_ndcg_at_10:.4f})")
+            print(describe_fusion_choice(choice))
             if (choice.mode, choice.weight) not in fusions:
                 fusions.append((choice.mode, choice.weight))
         if args.eval_split != "none":
@@ -371,12 +374,34 @@ def tune_fusion(validation: Any, args: argparse.Namespace, model: Path) -> Any:
 
     choice = choose_fusion_weight(
         load_reranker(_trained_spec(args, model)), validation, depth=args.eval_depth, show_progress=True,
-        modes=args.fusion_modes.split(","),
+        modes=args.fusion_modes.split(","), rule=args.fusion_choice, seed=args.seed,
     )
     for mode, row in choice.by_mode.items():
         for weight, ndcg in row.items():
             logger.info("validation nDCG@10 at fuse_first_stage %s, fusion_mode %s: %.4f", weight, mode, ndcg)
     return choice
+
+
+def describe_fusion_choice(choice: Any) -> str:
+    """The choice, its validation nDCG@10 with its paired interval against the first stage, and
+    how the best point compared with the untuned choice (and so why it was or was not taken)."""
+    line = (f"fusion chosen on the validation split: fuse_first_stage {choice.weight}, fusion_mode {choice.mode} "
+            f"(validation nDCG@10 {choice.ndcg_at_10[choice.weight]:.4f}; first stage {choice.first_stage_ndcg_at_10:.4f}")
+    if choice.vs_first_stage is not None:
+        line += f"; {choice.vs_first_stage.describe('vs the first stage')}"
+    line += ")"
+    lead = choice.best_vs_prior
+    if lead is not None:
+        best = f"fuse_first_stage {choice.best_weight}, fusion_mode {choice.best_mode}"
+        prior = f"{choice.prior_weight} in {choice.prior_mode}"
+        if (choice.mode, choice.weight) != (choice.best_mode, choice.best_weight):
+            verdict = "within the noise: the untuned choice is kept (--fusion-choice best would take the best point)"
+        elif lead.low > 0.0:
+            verdict = "outside the noise: taken"
+        else:
+            verdict = "within the noise, taken by --fusion-choice best"
+        line += f"\nthe best point, {best}, against {prior}: {lead.describe('nDCG@10')}; {verdict}"
+    return line
 
 
 def evaluate_trained(

@@ -13,6 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rankbridge.integrations.evaluation.stats import PairedDifference
+
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
@@ -33,6 +35,26 @@ def _architecture(folder: Path) -> str:
     if labels:
         parts.append("1 label (a logit)" if labels == 1 else f"{labels} labels")
     return ", ".join(parts)
+
+
+def _fusion_evidence(fusion: dict[str, Any]) -> list[str]:
+    """The chosen fusion's paired interval against the first stage on the validation queries and
+    the best point's against the untuned choice (records from before these existed: nothing)."""
+    lines = []
+    if fusion.get("vs_first_stage"):
+        diff = PairedDifference.from_dict(fusion["vs_first_stage"])
+        lines.append(f"On the validation queries, against the first stage: {diff.describe('nDCG@10')}.")
+    best, prior, lead = fusion.get("best") or {}, fusion.get("prior") or {}, fusion.get("best_vs_prior")
+    if lead:
+        diff = PairedDifference.from_dict(lead)
+        kept = (best.get("mode"), best.get("weight")) != (fusion.get("mode"), fusion.get("weight"))
+        lines.append(
+            f"The best point (`fuse_first_stage: {best.get('weight')}`, `fusion_mode: {best.get('mode')}`) against the "
+            f"untuned choice ({prior.get('weight')} in {prior.get('mode')}): {diff.describe('nDCG@10')}"
+            + ("; within the noise, so the untuned choice is kept." if kept else
+               ("; outside the noise." if diff.excludes_zero else "; within the noise (`--fusion-choice best`)."))
+        )
+    return ["", " ".join(lines)] if lines else []
 
 
 def _metrics_table(evaluation: dict[str, Any]) -> list[str]:
@@ -134,6 +156,7 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
             f"first stage alone {fusion.get('first_stage_ndcg@10', 0):.4f}"
             + (f"; also tried: {', '.join(others)}, in `rankbridge_training.json`" if others else "") + ").",
         ]
+        lines += _fusion_evidence(fusion)
     evaluation = record.get("evaluation")
     long_documents = data.get("eval_long_documents") or "truncate"
     lines += ["", "## Before / after"]

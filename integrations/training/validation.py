@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rankbridge.integrations.evaluation.metrics import evaluate, rerank_run
+from rankbridge.integrations.evaluation.stats import PairedDifference, paired_bootstrap
 from rankbridge.integrations.training.mining import Document, FirstStage, document_text
 from rankbridge.rerankers.core.errors import ConfigError
 from rankbridge.rerankers.core.types import Candidate
@@ -25,6 +26,7 @@ from rankbridge.rerankers.core.types import Candidate
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+FUSION_RULES = ("significant", "best")
 
 
 @dataclass
@@ -100,9 +102,10 @@ class ValidationSet:
         result = evaluate(run, self.qrels)
         return {"ndcg@10": result["ndcg@10"], "mrr@10": result["mrr@10"]}
 
-    def first_stage_metrics(self) -> dict[str, float]:
-        result = evaluate({q: [c.id for c in cands] for q, cands in self.candidates.items()}, self.qrels)
-        return {"ndcg@10": result["ndcg@10"], "mrr@10": result["mrr@10"]}
+    def first_stage_metrics(self, per_query: bool = False) -> dict[str, Any]:
+        """nDCG@10 / MRR@10 of the first stage alone (and, with `per_query`, each query's)."""
+        result = evaluate({q: [c.id for c in cands] for q, cands in self.candidates.items()}, self.qrels, per_query=per_query)
+        return {k: result[k] for k in ("ndcg@10", "mrr@10", "per_query") if k in result}
 
 
 def _base_evaluator() -> type:
@@ -150,6 +153,13 @@ class FusionChoice:
         mode: the chosen `fusion_mode`.
         ndcg_at_10: validation nDCG@10 per weight, in the chosen mode.
         by_mode: validation nDCG@10 per weight, for every mode tried.
+        rule: `significant` (the best point replaces the prior only when it beats it outside the
+            noise) or `best` (the best point, however small its lead).
+        prior_mode, prior_weight: the choice made before any tuning (the first mode, the weight
+            nearest `prior`).
+        best_mode, best_weight: the point with the best validation nDCG@10.
+        best_vs_prior: that point's paired difference against the prior (None when they are one).
+        vs_first_stage: the chosen point's paired difference against the first stage alone.
     """
 
     weight: float
@@ -159,6 +169,13 @@ class FusionChoice:
     depth: int = 0
     mode: str = "relevance"
     by_mode: dict[str, dict[float, float]] = field(default_factory=dict)
+    rule: str = "best"
+    prior_mode: str = "relevance"
+    prior_weight: float = 0.5
+    best_mode: str = "relevance"
+    best_weight: float = 0.5
+    best_vs_prior: PairedDifference | None = None
+    vs_first_stage: PairedDifference | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +186,11 @@ class FusionChoice:
             "first_stage_ndcg@10": self.first_stage_ndcg_at_10,
             "queries": self.queries,
             "depth": self.depth,
+            "rule": self.rule,
+            "prior": {"mode": self.prior_mode, "weight": self.prior_weight},
+            "best": {"mode": self.best_mode, "weight": self.best_weight},
+            "best_vs_prior": self.best_vs_prior.to_dict() if self.best_vs_prior else None,
+            "vs_first_stage": self.vs_first_stage.to_dict() if self.vs_first_stage else None,
         }
 
 
@@ -180,12 +202,21 @@ def choose_fusion_weight(
     prior: float = 0.5,
     show_progress: bool = False,
     modes: Sequence[str] = ("relevance",),
+    rule: str = "significant",
+    seed: int = 0,
 ) -> FusionChoice:
     """Evaluate `reranker` fused with the first stage at every weight, in every fusion mode, on
     the validation queries (each query scored once: `fused_variants` shares the scores) and
-    return the best nDCG@10. Equal scores go to the earlier mode in `modes`, then to the weight
-    nearest `prior` (0.5: the choice made before any tuning). Weight 0 is the first stage itself,
-    so a model that does not help is never chosen over it unless it is at least as good."""
+    choose one.
+
+    The best point is the highest nDCG@10; equal scores go to the earlier mode in `modes`, then
+    to the weight nearest `prior`. The prior is the choice made before any tuning: the first mode
+    at the weight nearest `prior` (0.5). With `rule="significant"` (the default) the best point
+    replaces the prior only when its paired difference against it (95% bootstrap interval over
+    the validation queries, 10,000 resamples, `seed`) lies wholly above 0: on a hundred or two
+    validation queries the best of many points is mostly the luckiest, and a choice within the
+    noise did worse on test than the prior it replaced. `rule="best"` takes the best point
+    however small its lead. Weight 0 is the first stage itself."""
     from rankbridge.integrations.training.fusion import fused_variants
     from rankbridge.rerankers.core.calibration import FUSION_MODES
 
@@ -195,23 +226,61 @@ def choose_fusion_weight(
     unknown = [m for m in modes if m not in FUSION_MODES]
     if not modes or unknown:
         raise ConfigError(f"fusion modes must be among {list(FUSION_MODES)}, got {list(modes)}")
-    by_mode: dict[str, dict[float, float]] = {}
+    if rule not in FUSION_RULES:  # before the scoring, which takes minutes; `decide_fusion` checks it too
+        raise ConfigError(f"the fusion rule must be one of {list(FUSION_RULES)}, got {rule!r}")
+    per_query: dict[str, dict[float, dict[str, float]]] = {}
     for mode in dict.fromkeys(modes):
         variants = fused_variants(reranker, list(weights), mode=mode)
-        by_mode[mode] = {}
+        per_query[mode] = {}
         for w in weights:
             run = rerank_run(variants[w], validation.queries, validation.candidates, depth=k, show_progress=show_progress)
-            by_mode[mode][float(w)] = evaluate(run, validation.qrels)["ndcg@10"]
+            rows = evaluate(run, validation.qrels, per_query=True)["per_query"]
+            per_query[mode][float(w)] = {q: row["ndcg@10"] for q, row in rows.items()}
+    first_stage = validation.first_stage_metrics(per_query=True)["per_query"]
+    choice = decide_fusion(per_query, {q: row["ndcg@10"] for q, row in first_stage.items()}, prior=prior, rule=rule, seed=seed)
+    choice.queries, choice.depth = len(validation.queries), k
+    return choice
+
+
+def decide_fusion(
+    per_query: Mapping[str, Mapping[float, Mapping[str, float]]],
+    first_stage: Mapping[str, float],
+    prior: float = 0.5,
+    rule: str = "significant",
+    seed: int = 0,
+) -> FusionChoice:
+    """The choice `choose_fusion_weight` makes, from per-query nDCG@10 (mode -> weight -> query
+    id -> value, modes in the order tried) and the first stage's (query id -> value)."""
+    if rule not in FUSION_RULES:
+        raise ConfigError(f"the fusion rule must be one of {list(FUSION_RULES)}, got {rule!r}")
+    qids = sorted(first_stage)
+    by_mode = {m: {w: float(np.mean([row[q] for q in qids])) for w, row in ws.items()} for m, ws in per_query.items()}
     best = max(v for row in by_mode.values() for v in row.values())
     order = list(by_mode)
-    mode, chosen = min(
+    best_mode, best_weight = min(
         ((m, w) for m, row in by_mode.items() for w, v in row.items() if v >= best - 1e-12),
         key=lambda mw: (order.index(mw[0]), abs(mw[1] - prior), mw[1]),
     )
+    prior_mode = order[0]
+    prior_weight = min(by_mode[prior_mode], key=lambda w: (abs(w - prior), w))
+
+    def paired(baseline: Mapping[str, float], candidate: Mapping[str, float]) -> PairedDifference:
+        return paired_bootstrap([baseline[q] for q in qids], [candidate[q] for q in qids], seed=seed)
+
+    best_vs_prior = None
+    if (best_mode, best_weight) != (prior_mode, prior_weight):
+        best_vs_prior = paired(per_query[prior_mode][prior_weight], per_query[best_mode][best_weight])
+    keep_prior = rule == "significant" and best_vs_prior is not None and best_vs_prior.low <= 0.0
+    mode, chosen = (prior_mode, prior_weight) if keep_prior else (best_mode, best_weight)
     return FusionChoice(
-        weight=chosen, ndcg_at_10=by_mode[mode], first_stage_ndcg_at_10=validation.first_stage_metrics()["ndcg@10"],
-        queries=len(validation.queries), depth=k, mode=mode, by_mode=by_mode,
+        weight=chosen, ndcg_at_10=by_mode[mode], first_stage_ndcg_at_10=float(np.mean([first_stage[q] for q in qids])),
+        queries=len(qids), mode=mode, by_mode=by_mode, rule=rule,
+        prior_mode=prior_mode, prior_weight=prior_weight, best_mode=best_mode, best_weight=best_weight,
+        best_vs_prior=best_vs_prior, vs_first_stage=paired(first_stage, per_query[mode][chosen]),
     )
 
 
-__all__ = ["DEFAULT_WEIGHTS", "FusionChoice", "ValidationSet", "choose_fusion_weight", "reranking_validator"]
+__all__ = [
+    "DEFAULT_WEIGHTS", "FUSION_RULES", "FusionChoice", "ValidationSet", "choose_fusion_weight", "decide_fusion",
+    "reranking_validator",
+]

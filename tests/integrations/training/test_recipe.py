@@ -14,7 +14,8 @@ import pytest
 
 from rankbridge.integrations.cli.train import fused_name, parse_curriculum, parse_fuse
 from rankbridge.integrations.training import BM25Corpus, TrainingConfig, split_validation, to_labeled_pairs, train_cross_encoder
-from rankbridge.integrations.training.validation import ValidationSet, _base_evaluator, choose_fusion_weight
+from rankbridge.integrations.evaluation.stats import paired_bootstrap
+from rankbridge.integrations.training.validation import ValidationSet, _base_evaluator, choose_fusion_weight, decide_fusion
 from rankbridge.rerankers import ConfigError, load_reranker
 from test_training import CORPUS, QRELS, QUERIES, mine
 
@@ -114,7 +115,7 @@ def test_validation_metrics_follow_the_given_scores():
 
 def test_fusion_weight_is_chosen_on_validation_and_ties_go_to_one_half():
     validation = ValidationSet.build(TextFirstStage(), CORPUS, QUERIES, {"q1": {"paris": 1}, "q3": {"gene": 1}}, depth=6)
-    choice = choose_fusion_weight(load_reranker("lexical"), validation, weights=[0.0, 0.3, 0.5, 1.0])
+    choice = choose_fusion_weight(load_reranker("lexical"), validation, weights=[0.0, 0.3, 0.5, 1.0], rule="best")
     assert set(choice.ndcg_at_10) == {0.0, 0.3, 0.5, 1.0}
     best = max(choice.ndcg_at_10.values())
     assert choice.ndcg_at_10[choice.weight] == best
@@ -129,7 +130,7 @@ def test_fusion_weight_is_chosen_on_validation_and_ties_go_to_one_half():
 def test_fusion_mode_is_chosen_with_the_weight_and_ties_go_to_the_earlier_mode():
     validation = ValidationSet.build(TextFirstStage(), CORPUS, QUERIES, {"q1": {"paris": 1}, "q3": {"gene": 1}}, depth=6)
     modes = ["reciprocal_rerank", "relevance", "relative_score"]
-    choice = choose_fusion_weight(load_reranker("lexical"), validation, weights=[0.0, 0.5, 1.0], modes=modes)
+    choice = choose_fusion_weight(load_reranker("lexical"), validation, weights=[0.0, 0.5, 1.0], modes=modes, rule="best")
     assert list(choice.by_mode) == modes and choice.ndcg_at_10 == choice.by_mode[choice.mode]
     best = max(v for row in choice.by_mode.values() for v in row.values())
     assert choice.by_mode[choice.mode][choice.weight] == best
@@ -140,6 +141,47 @@ def test_fusion_mode_is_chosen_with_the_weight_and_ties_go_to_the_earlier_mode()
     assert choice.to_dict()["mode"] == choice.mode and set(choice.to_dict()["ndcg@10_by_mode"]) == set(modes)
     with pytest.raises(ConfigError, match="fusion modes"):
         choose_fusion_weight(load_reranker("lexical"), validation, modes=["rrf"])
+
+
+def _per_query(n, lead_on):
+    """Per-query nDCG@10 for 30 queries: the first stage 0.5 everywhere, relevance 0.6 at every
+    weight, and relative_score at 0.7 ahead of that by 0.3 on the first `lead_on` queries."""
+    qids = [f"q{i:02d}" for i in range(n)]
+    flat = {q: 0.6 for q in qids}
+    lead = {q: 0.9 if i < lead_on else 0.6 for i, q in enumerate(qids)}
+    per_query = {"relevance": {w: dict(flat) for w in (0.3, 0.5, 0.7)},
+                 "relative_score": {0.3: dict(flat), 0.5: dict(flat), 0.7: lead}}
+    return per_query, {q: 0.5 for q in qids}
+
+
+def test_a_best_fusion_within_the_noise_keeps_the_untuned_choice():
+    # One query of 30 carries the whole lead: a resample without it shows none, so the interval reaches 0.
+    per_query, first_stage = _per_query(30, lead_on=1)
+    kept = decide_fusion(per_query, first_stage, rule="significant", seed=0)
+    assert (kept.best_mode, kept.best_weight) == ("relative_score", 0.7)
+    assert (kept.mode, kept.weight) == (kept.prior_mode, kept.prior_weight) == ("relevance", 0.5)
+    qids = sorted(first_stage)
+    by_hand = paired_bootstrap([0.6] * 30, [per_query["relative_score"][0.7][q] for q in qids], seed=0)
+    assert kept.best_vs_prior == by_hand and by_hand.low <= 0.0 < by_hand.mean
+    assert kept.vs_first_stage == paired_bootstrap([0.5] * 30, [0.6] * 30, seed=0)
+    assert kept.ndcg_at_10 == kept.by_mode["relevance"] and kept.first_stage_ndcg_at_10 == pytest.approx(0.5)
+    taken = decide_fusion(per_query, first_stage, rule="best", seed=0)
+    assert (taken.mode, taken.weight) == ("relative_score", 0.7) and taken.best_vs_prior == by_hand
+    record = kept.to_dict()
+    assert record["rule"] == "significant" and record["prior"] == {"mode": "relevance", "weight": 0.5}
+    assert record["best"] == {"mode": "relative_score", "weight": 0.7}
+    assert record["best_vs_prior"]["low"] == by_hand.low and record["vs_first_stage"]["excludes_zero"] is True
+
+
+def test_a_best_fusion_outside_the_noise_replaces_the_untuned_choice():
+    per_query, first_stage = _per_query(30, lead_on=20)
+    choice = decide_fusion(per_query, first_stage, rule="significant", seed=0)
+    assert (choice.mode, choice.weight) == ("relative_score", 0.7) and choice.best_vs_prior.low > 0.0
+    same, _ = _per_query(30, lead_on=0)  # every point equal: the prior is the best point, nothing to compare
+    tie = decide_fusion(same, first_stage)
+    assert (tie.mode, tie.weight) == ("relevance", 0.5) and tie.best_vs_prior is None and tie.to_dict()["best_vs_prior"] is None
+    with pytest.raises(ConfigError, match="fusion rule"):
+        decide_fusion(per_query, first_stage, rule="argmax")
 
 
 def test_fuse_option_takes_a_weight_with_an_optional_mode():
@@ -279,6 +321,8 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
     assert 0.0 <= record["fusion"]["weight"] <= 1.0 and len(record["fusion"]["ndcg@10"]) == 11
     mode = record["fusion"]["mode"]
     assert mode in ("relevance", "reciprocal_rerank") and set(record["fusion"]["ndcg@10_by_mode"]) == {"relevance", "reciprocal_rerank"}
+    assert record["fusion"]["rule"] == "significant" and record["fusion"]["prior"] == {"mode": "relevance", "weight": 0.5}
+    assert record["fusion"]["vs_first_stage"]["queries"] == 1 and "vs the first stage" in printed
     command = record["command"]
     assert command.startswith("rankbridge train --beir beir --split train --base tiny-bert") and "--out runs/tiny-ce" in command and "--tune-fusion" in command and "--curriculum random:1,hard:1,hard:1" in command
     assert "--eval-long-documents max_chunk" in command
@@ -292,6 +336,7 @@ def test_train_command_validates_tunes_fusion_and_writes_a_publishable_folder(ti
     card = (out / "README.md").read_text()
     for needed in ("Base model: `tiny-bert`", "beir, 5 queries of the `train` split", command, "## Before / after",
                    "| hybrid + trained @5 |", "95% bootstrap CI", f'"fuse_first_stage": {record["fusion"]["weight"]}',
-                   "`fusion_mode: " + mode, '"long_documents": "max_chunk"', "(`long_documents: max_chunk`)"):
+                   "`fusion_mode: " + mode, '"long_documents": "max_chunk"', "(`long_documents: max_chunk`)",
+                   "On the validation queries, against the first stage: nDCG@10"):
         assert needed in card, needed
     no_absolute_paths(out, str(tmp_path), str(tiny_named_base), os.path.expanduser("~"), "s3cret-key")
