@@ -27,11 +27,9 @@ from pathlib import Path
 from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
 from rankbridge.integrations.cli.train import _ModeFirstStage
 from rankbridge.integrations.evaluation.beir import load_beir
-from rankbridge.integrations.evaluation.metrics import evaluate, rerank_run
 from rankbridge.integrations.evaluation.stats import paired_bootstrap
 from rankbridge.integrations.training import split_validation
-from rankbridge.integrations.training.fusion import fused_variants
-from rankbridge.integrations.training.validation import DEFAULT_WEIGHTS, ValidationSet
+from rankbridge.integrations.training.validation import DEFAULT_WEIGHTS, ValidationSet, fused_ndcg_per_query
 from rankbridge.rerankers import load_reranker
 from rankbridge.rerankers.core.paths import data_dir
 
@@ -73,33 +71,29 @@ def main() -> None:
                                          val_qrels, depth=args.depth)
     finally:
         retriever.close()
-    first = evaluate({q: [c.id for c in cands] for q, cands in validation.candidates.items()}, validation.qrels,
-                     per_query=True)
+    first = validation.first_stage_metrics(per_query=True)
     report: dict = {"model": os.path.basename(os.path.normpath(args.model)), "queries": len(validation.queries),
                     "depth": args.depth, "load_before": os.getloadavg(), "first_stage": first["ndcg@10"],
                     "curves": {}, "seconds": {},
                     "per_query": {"first_stage": {q: r["ndcg@10"] for q, r in first["per_query"].items()}}}
     print(f"validation: {len(validation.queries)} held-out training queries; first stage nDCG@10 {first['ndcg@10']:.4f}")
+    qids = sorted(first["per_query"])
     for name, fields in variants.items():
         reranker = load_reranker({"backend": "cross-encoder", "model": args.model, "runtime": "onnx",
                                   "cache": "disk", **fields})
         started = time.perf_counter()
-        for mode in MODES:
-            fused = fused_variants(reranker, list(DEFAULT_WEIGHTS), mode=mode)
+        per_query = fused_ndcg_per_query(reranker, validation, args.depth, DEFAULT_WEIGHTS, MODES, show_progress=True)
+        for mode, by_weight in per_query.items():
             curve = {}
-            for w in DEFAULT_WEIGHTS:
-                run = rerank_run(fused[w], validation.queries, validation.candidates, depth=args.depth,
-                                 show_progress=(w == 0.0 and mode == MODES[0]))
-                result = evaluate(run, validation.qrels, per_query=True)
-                curve[str(w)] = result["ndcg@10"]
-                report["per_query"][f"{name}/{mode}/{w}"] = {q: r["ndcg@10"] for q, r in result["per_query"].items()}
+            for w, rows in by_weight.items():
+                curve[str(w)] = sum(rows[q] for q in qids) / len(qids)
+                report["per_query"][f"{name}/{mode}/{w}"] = rows
             report["curves"][f"{name}/{mode}"] = curve
             print(f"{name:<15} {mode:<15} " + " ".join(f"{v:.4f}" for v in curve.values()))
         report["seconds"][name] = time.perf_counter() - started
     report["load_after"] = os.getloadavg()
 
     base = next(iter(variants))
-    qids = sorted(validation.queries)
     print(f"\npaired nDCG@10 difference vs {base} (95% bootstrap CI, 10,000 resamples)")
     report["differences"] = {}
     for name in variants:
@@ -107,8 +101,7 @@ def main() -> None:
             ref = report["per_query"][f"{base}/{key}"]
             row = report["per_query"][f"{name}/{key}"]
             d = paired_bootstrap([ref[q] for q in qids], [row[q] for q in qids])
-            report["differences"][f"{name}/{key}"] = {"mean": d.mean, "low": d.low, "high": d.high,
-                                                       "wins": d.wins, "ties": d.ties, "losses": d.losses}
+            report["differences"][f"{name}/{key}"] = d.to_dict()
             print(f"{name:<15} {label:<19} {d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}] {d.wins}/{d.ties}/{d.losses}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

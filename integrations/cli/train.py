@@ -392,14 +392,11 @@ def describe_fusion_choice(choice: Any) -> str:
     line += ")"
     lead = choice.best_vs_prior
     if lead is not None:
+        from rankbridge.integrations.training.validation import fusion_verdict
+
         best = f"fuse_first_stage {choice.best_weight}, fusion_mode {choice.best_mode}"
         prior = f"{choice.prior_weight} in {choice.prior_mode}"
-        if (choice.mode, choice.weight) != (choice.best_mode, choice.best_weight):
-            verdict = "within the noise: the untuned choice is kept (--fusion-choice best would take the best point)"
-        elif lead.low > 0.0:
-            verdict = "outside the noise: taken"
-        else:
-            verdict = "within the noise, taken by --fusion-choice best"
+        verdict = fusion_verdict(lead, taken=(choice.mode, choice.weight) == (choice.best_mode, choice.best_weight))
         line += f"\nthe best point, {best}, against {prior}: {lead.describe('nDCG@10')}; {verdict}"
     return line
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rankbridge.integrations.evaluation.stats import PairedDifference
+from rankbridge.integrations.training.validation import fusion_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,11 @@ def _fusion_evidence(fusion: dict[str, Any]) -> list[str]:
     best, prior, lead = fusion.get("best") or {}, fusion.get("prior") or {}, fusion.get("best_vs_prior")
     if lead:
         diff = PairedDifference.from_dict(lead)
-        kept = (best.get("mode"), best.get("weight")) != (fusion.get("mode"), fusion.get("weight"))
+        taken = (best.get("mode"), best.get("weight")) == (fusion.get("mode"), fusion.get("weight"))
         lines.append(
             f"The best point (`fuse_first_stage: {best.get('weight')}`, `fusion_mode: {best.get('mode')}`) against the "
-            f"untuned choice ({prior.get('weight')} in {prior.get('mode')}): {diff.describe('nDCG@10')}"
-            + ("; within the noise, so the untuned choice is kept." if kept else
-               ("; outside the noise." if diff.excludes_zero else "; within the noise (`--fusion-choice best`)."))
+            f"untuned choice ({prior.get('weight')} in {prior.get('mode')}): {diff.describe('nDCG@10')}; "
+            f"{fusion_verdict(diff, taken)}."
         )
     return ["", " ".join(lines)] if lines else []
 

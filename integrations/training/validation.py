@@ -217,7 +217,6 @@ def choose_fusion_weight(
     validation queries the best of many points is partly the luckiest (in the README's runs every
     weight other than 0.5 that the best point alone chose scored lower on test than 0.5).
     `rule="best"` takes the best point however small its lead. Weight 0 is the first stage itself."""
-    from rankbridge.integrations.training.fusion import fused_variants
     from rankbridge.rerankers.core.calibration import FUSION_MODES
 
     k = validation.depth if depth is None else min(depth, validation.depth)
@@ -228,18 +227,42 @@ def choose_fusion_weight(
         raise ConfigError(f"fusion modes must be among {list(FUSION_MODES)}, got {list(modes)}")
     if rule not in FUSION_RULES:  # before the scoring, which takes minutes; `decide_fusion` checks it too
         raise ConfigError(f"the fusion rule must be one of {list(FUSION_RULES)}, got {rule!r}")
+    per_query = fused_ndcg_per_query(reranker, validation, k, weights, modes, show_progress=show_progress)
+    first_stage = validation.first_stage_metrics(per_query=True)["per_query"]
+    choice = decide_fusion(per_query, {q: row["ndcg@10"] for q, row in first_stage.items()}, prior=prior, rule=rule, seed=seed)
+    choice.queries, choice.depth = len(validation.queries), k
+    return choice
+
+
+def fused_ndcg_per_query(
+    reranker: Any,
+    validation: ValidationSet,
+    depth: int,
+    weights: Sequence[float] = DEFAULT_WEIGHTS,
+    modes: Sequence[str] = ("relevance",),
+    show_progress: bool = False,
+) -> dict[str, dict[float, dict[str, float]]]:
+    """Validation nDCG@10 of every query (mode -> weight -> query id -> value) with `reranker`
+    fused with the first stage at each weight in each mode, reranking the top `depth`; each query
+    is scored once (`fused_variants` shares the scores)."""
+    from rankbridge.integrations.training.fusion import fused_variants
+
     per_query: dict[str, dict[float, dict[str, float]]] = {}
     for mode in dict.fromkeys(modes):
         variants = fused_variants(reranker, list(weights), mode=mode)
         per_query[mode] = {}
         for w in weights:
-            run = rerank_run(variants[w], validation.queries, validation.candidates, depth=k, show_progress=show_progress)
+            run = rerank_run(variants[w], validation.queries, validation.candidates, depth=depth, show_progress=show_progress)
             rows = evaluate(run, validation.qrels, per_query=True)["per_query"]
             per_query[mode][float(w)] = {q: row["ndcg@10"] for q, row in rows.items()}
-    first_stage = validation.first_stage_metrics(per_query=True)["per_query"]
-    choice = decide_fusion(per_query, {q: row["ndcg@10"] for q, row in first_stage.items()}, prior=prior, rule=rule, seed=seed)
-    choice.queries, choice.depth = len(validation.queries), k
-    return choice
+    return per_query
+
+
+def fusion_verdict(lead: PairedDifference, taken: bool) -> str:
+    """What the rule made of the best point's lead over the untuned choice."""
+    if not taken:
+        return "within the noise: the untuned choice is kept (--fusion-choice best would take the best point)"
+    return "outside the noise: taken" if lead.low > 0.0 else "within the noise, taken by --fusion-choice best"
 
 
 def decide_fusion(
@@ -282,5 +305,5 @@ def decide_fusion(
 
 __all__ = [
     "DEFAULT_WEIGHTS", "FUSION_RULES", "FusionChoice", "ValidationSet", "choose_fusion_weight", "decide_fusion",
-    "reranking_validator",
+    "fused_ndcg_per_query", "fusion_verdict", "reranking_validator",
 ]
