@@ -185,6 +185,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--eval-steps", type=int, default=None, help="validate (and checkpoint) every N steps (default --save-steps)")
     v.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop a phase after PATIENCE validations without improvement (the best checkpoint is kept)")
+    v.add_argument("--checkpoint-choice", choices=["best", "last"], default="best",
+                   help="which model each phase keeps when it is validated: best (default), the checkpoint with the "
+                        "best validation nDCG@10; last, the final one (the validation curve is still recorded)")
     v.add_argument("--tune-fusion", action="store_true",
                    help="choose fuse_first_stage (0, 0.1, ..., 1) by validation nDCG@10 at --eval-depth, then evaluate with it")
     v.add_argument("--fusion-modes", type=_fusion_modes, default="relevance",
@@ -257,6 +260,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     phases = parse_curriculum(args.curriculum, args.epochs)
     if (args.tune_fusion or args.early_stopping is not None) and not args.validation_queries:
         raise ValueError("--tune-fusion and --early-stopping need a validation split: add --validation-queries N")
+    if args.checkpoint_choice == "last" and args.early_stopping is not None:
+        raise ValueError("--early-stopping keeps the best checkpoint and --checkpoint-choice last the final model: choose one")
     dataset = load_beir(args.beir, split=args.split)
     started = time.perf_counter()
     command = command_line(args)
@@ -319,7 +324,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             head_learning_rate=args.head_lr or None, save_steps=args.save_steps, seed=args.seed,
             device=args.device, max_steps=args.max_steps, bf16=args.bf16,
             eval_steps=args.eval_steps, early_stopping_patience=args.early_stopping,
-            loss=args.loss, in_batch_negatives=args.in_batch_negatives,
+            checkpoint_choice=args.checkpoint_choice, loss=args.loss, in_batch_negatives=args.in_batch_negatives,
         )
         out = train_cross_encoder(
             train_phases, config, resume=not args.no_resume, validator=validator,

@@ -111,8 +111,9 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
         if data.get("positives_per_query"):
             extras.append(f"at most {data['positives_per_query']} positives per query")
         if data.get("validation_queries"):
+            uses = "fusion weight" if record.get("checkpoint_choice") == "last" else "checkpoint choice, early stopping, fusion weight"
             extras.append(f"{data['validation_queries']} training queries held out as a validation split "
-                          "(checkpoint choice, early stopping, fusion weight); never trained on")
+                          f"({uses}); never trained on")
         if extras:
             joined = "; ".join(extras)
             lines.append("- " + joined[:1].upper() + joined[1:] + ".")
@@ -125,13 +126,14 @@ def model_card(folder: Path, record: dict[str, Any]) -> str:
     listwise = record.get("loss") == "listwise"
     if phases:
         unit = "groups" if listwise else "pairs"
-        lines += ["", f"| phase | epochs | {unit} | steps | minutes | best validation nDCG@10 | stopped early |", "|---|---|---|---|---|---|---|"]
+        lines += ["", f"| phase | epochs | {unit} | steps | minutes | best validation nDCG@10 | kept step | stopped early |",
+                  "|---|---|---|---|---|---|---|---|"]
         seconds = record.get("phase_seconds") or {}
         for phase, info in phases.items():
             best = info.get("best_metric")
             lines.append(
                 f"| {phase} | {info.get('epochs', '')} | {info.get('pairs', '')} | {info.get('steps', '')} | "
-                f"{seconds.get(phase, 0) / 60:.1f} | {'' if best is None else f'{best:.4f}'} | "
+                f"{seconds.get(phase, 0) / 60:.1f} | {'' if best is None else f'{best:.4f}'} | {info.get('kept_step', '')} | "
                 f"{'yes' if info.get('stopped_early') else 'no'} |"
             )
     lines += [

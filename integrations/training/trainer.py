@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 RECORD_NAME = "rankbridge_training.json"
 LOSSES = ("bce", "listwise")
+CHECKPOINT_CHOICES = ("best", "last")
 _NEGATIVE_COLUMNS = {"hard": ["hard_negatives"], "random": ["random_negatives"], "both": ["random_negatives", "hard_negatives"]}
 
 
@@ -78,6 +79,8 @@ class TrainingConfig:
     With a validator, the model is evaluated every `eval_steps` steps (default `save_steps`;
     checkpoints follow the evaluations), the best checkpoint of each phase is kept, and a phase
     stops after `early_stopping_patience` evaluations without improvement (None: no early stop).
+    `checkpoint_choice="last"` keeps each phase's final model instead (the validation curve is
+    still recorded): the best of a few noisy validations is partly the luckiest one.
 
     `loss` is "bce" (pointwise binary cross-entropy over `to_labeled_pairs`) or "listwise"
     (sentence-transformers' cross-encoder `MultipleNegativesRankingLoss` over
@@ -102,6 +105,7 @@ class TrainingConfig:
     base_model_name: str | None = None
     eval_steps: int | None = None
     early_stopping_patience: int | None = None
+    checkpoint_choice: str = "best"
     loss: str = "bce"
     in_batch_negatives: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
@@ -169,6 +173,10 @@ def train_cross_encoder(
             raise ConfigError(f"phase '{name}' has columns {columns}; loss '{config.loss}' takes the rows of {helper}")
     if config.early_stopping_patience is not None and validator is None:
         raise ConfigError("early stopping needs a validation split (a validator)")
+    if config.checkpoint_choice not in CHECKPOINT_CHOICES:
+        raise ConfigError(f"checkpoint_choice must be one of {list(CHECKPOINT_CHOICES)}, got {config.checkpoint_choice!r}")
+    if config.checkpoint_choice == "last" and config.early_stopping_patience is not None:
+        raise ConfigError("early stopping keeps the best checkpoint, checkpoint_choice 'last' the final model: choose one")
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device, extra="train")
@@ -215,7 +223,7 @@ def train_cross_encoder(
             evaluation = {
                 "eval_strategy": "steps",
                 "eval_steps": steps,
-                "load_best_model_at_end": True,
+                "load_best_model_at_end": config.checkpoint_choice == "best",
                 "metric_for_best_model": f"eval_{validator.primary_metric}",
                 "greater_is_better": True,
             }
@@ -264,6 +272,7 @@ def train_cross_encoder(
         trainer.train(resume_from_checkpoint=resume_from)
         _add_phase_seconds(phase_dir, time.perf_counter() - started)
         state = trainer.state
+        best_step = _checkpoint_step(state.best_model_checkpoint)
         summary = {
             "epochs": epochs,
             "pairs": len(train_pairs),
@@ -271,7 +280,8 @@ def train_cross_encoder(
             "planned_steps": int(state.max_steps),
             "stopped_early": bool(validator is not None and state.global_step < state.max_steps),
             "best_metric": state.best_metric,
-            "best_step": _checkpoint_step(state.best_model_checkpoint),
+            "best_step": best_step,
+            "kept_step": best_step if (config.checkpoint_choice == "best" and best_step is not None) else int(state.global_step),
             "validation": [
                 {"step": int(row["step"]), validator.primary_metric: float(row[f"eval_{validator.primary_metric}"])}
                 for row in state.log_history
@@ -279,7 +289,7 @@ def train_cross_encoder(
             ],
         }
         (phase_dir / "phase.json").write_text(json.dumps(summary, indent=2))
-        model = trainer.model  # the best checkpoint when a validator chose one
+        model = trainer.model  # the best checkpoint when a validator chose one and checkpoint_choice is "best"
         model.save(str(final))
     model.save(str(out))
     record = training_record(config, names, out)

@@ -163,3 +163,11 @@ def test_a_bad_inline_spec_says_how_it_was_read(tmp_path):
     proc = rankbridge("search", "q", "--store", tmp_path / "store", "--reranker", '{"backend": "lexical",')
     assert_one_line_error(proc, "was read as an inline mapping")
     assert not (tmp_path / "store").exists()
+
+
+def test_train_refuses_early_stopping_with_the_last_checkpoint_before_loading_anything(beir, tmp_path):
+    # early stopping keeps the best checkpoint, --checkpoint-choice last the final model: both cannot hold
+    proc = rankbridge("train", "--beir", beir, "--base", "minilm-l6-ce-weak", "--out", tmp_path / "out",
+                      "--validation-queries", "1", "--early-stopping", "1", "--checkpoint-choice", "last")
+    assert_one_line_error(proc, "--early-stopping", "--checkpoint-choice last", "choose one")
+    assert not (tmp_path / "out").exists()

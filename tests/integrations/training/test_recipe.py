@@ -242,7 +242,7 @@ def test_early_stopping_keeps_the_best_checkpoint_and_records_it(tiny_named_base
     record = json.loads((out / "rankbridge_training.json").read_text())
     phase = record["phases"]["hard"]
     assert phase["stopped_early"] and phase["steps"] == 2 < phase["planned_steps"]  # 1 evaluation, 1 without improvement
-    assert phase["best_step"] == 1 and phase["best_metric"] == 0.5 and validator.calls == 2
+    assert phase["best_step"] == phase["kept_step"] == 1 and phase["best_metric"] == 0.5 and validator.calls == 2
     assert [v["step"] for v in phase["validation"]] == [1, 2] and phase["epochs"] == 2.0
     assert record["base_model"] == "tiny-bert" and record["output_dir"] == "model"  # no machine paths
     no_absolute_paths(out, str(tmp_path), str(tiny_named_base))
@@ -255,6 +255,47 @@ def test_early_stopping_keeps_the_best_checkpoint_and_records_it(tiny_named_base
     with pytest.raises(ConfigError, match="phase name '../../escaped' is not a plain name"):
         train_cross_encoder([("../../escaped", None)], escape)  # a phase names a checkpoint folder
     assert not (tmp_path / "escaped").exists()
+
+
+class DecliningValidator(FlatValidator):
+    """FAKE evaluator: every evaluation scores below the one before, so the first checkpoint is the
+    best and the final one the worst (a real validator cannot be made to decline on demand)."""
+
+    def __call__(self, model, output_path=None, epoch=-1, steps=-1):
+        self.calls += 1
+        return {"validation_ndcg@10": 1.0 / self.calls}
+
+
+@pytest.mark.slow
+def test_checkpoint_choice_last_keeps_the_final_model_and_still_records_the_curve(tiny_named_base, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    mined = mine(pseudo_queries=4)
+    config = TrainingConfig(
+        base_model=str(tiny_named_base), output_dir=str(tmp_path / "model"), batch_size=2, max_length=48,
+        save_steps=1, eval_steps=1, max_steps=3, checkpoint_choice="last", device="cpu",
+    )
+    out = train_cross_encoder([("hard", to_labeled_pairs(mined, "hard"))], config, validator=DecliningValidator())
+    record = json.loads((out / "rankbridge_training.json").read_text())
+    phase = record["phases"]["hard"]
+    assert phase["steps"] == 3 and phase["best_step"] == 1 and phase["kept_step"] == 3 and not phase["stopped_early"]
+    assert [v["validation_ndcg@10"] for v in phase["validation"]] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert record["checkpoint_choice"] == "last"
+    checkpoints = out / "checkpoints" / "hard"
+    kept = load_file(out / "model.safetensors")
+    last, best = (load_file(checkpoints / f"checkpoint-{step}" / "model.safetensors") for step in (3, 1))
+    assert kept.keys() == last.keys() == best.keys()
+    assert all(torch.equal(kept[k], last[k]) for k in kept)
+    assert not all(torch.equal(kept[k], best[k]) for k in kept)  # the best checkpoint was not loaded back
+    assert "| hard | 1.0 | " in (out / "README.md").read_text() and "| 1.0000 | 3 | no |" in (out / "README.md").read_text()
+    with pytest.raises(ConfigError, match="checkpoint_choice must be one of"):
+        train_cross_encoder([("hard", None)], TrainingConfig(base_model=str(tiny_named_base), output_dir=str(tmp_path / "x"),
+                                                             checkpoint_choice="first"), validator=DecliningValidator())
+    with pytest.raises(ConfigError, match="early stopping keeps the best checkpoint"):
+        train_cross_encoder([("hard", None)], TrainingConfig(base_model=str(tiny_named_base), output_dir=str(tmp_path / "y"),
+                                                             checkpoint_choice="last", early_stopping_patience=1),
+                            validator=DecliningValidator())
 
 
 TRAIN_BEIR = {
