@@ -23,6 +23,8 @@ from typing import Any, get_args
 
 from rankbridge.integrations.cli._store import add_store_arguments, ensure_indexed, open_retriever
 from rankbridge.integrations.training.fusion import fused_variants  # noqa: F401  (re-exported: rankbridge.integrations.cli.train.fused_variants)
+from rankbridge.integrations.training.trainer import CHECKPOINT_CHOICES
+from rankbridge.integrations.training.validation import FUSION_RULES
 from rankbridge.rerankers.core.calibration import FUSION_MODES
 from rankbridge.rerankers.runtime.long_documents import LongDocuments
 
@@ -185,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--eval-steps", type=int, default=None, help="validate (and checkpoint) every N steps (default --save-steps)")
     v.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop a phase after PATIENCE validations without improvement (the best checkpoint is kept)")
-    v.add_argument("--checkpoint-choice", choices=["best", "last"], default="best",
+    v.add_argument("--checkpoint-choice", choices=list(CHECKPOINT_CHOICES), default="best",
                    help="which model each phase keeps when it is validated: best (default), the checkpoint with the "
                         "best validation nDCG@10; last, the final one (the validation curve is still recorded)")
     v.add_argument("--tune-fusion", action="store_true",
@@ -193,7 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--fusion-modes", type=_fusion_modes, default="relevance",
                    help="fusion modes --tune-fusion tries, comma-separated, from " + ", ".join(FUSION_MODES)
                         + " (default relevance; ties go to the earlier one)")
-    v.add_argument("--fusion-choice", choices=["significant", "best"], default="significant",
+    v.add_argument("--fusion-choice", choices=list(FUSION_RULES), default="significant",
                    help="significant (default): the best weight and mode replace the untuned choice (the first mode at "
                         "0.5) only when they beat it outside the noise on the validation queries (paired 95%% bootstrap "
                         "interval above 0); best: the best point however small its lead")
